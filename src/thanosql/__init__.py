@@ -1,0 +1,60 @@
+"""thanosql: the ThanoSQL notebook dialect (SQL with machine learning) on an embedded DuckDB.
+
+Modules, in the order they depend on each other:
+  errors      ThanoSQLError and its kinds; spans and caret rendering
+  tokens      tokenize(source) -> tokens with spans
+  nodes       the statements, as frozen dataclasses
+  parser      parse(source) -> list of statements (plain SQL kept as a slice of the text)
+  options     OPTIONS each statement takes (names, defaults, legacy aliases)
+  planner     statement -> Plan (steps for extension statements, SQL over their results)
+  session     Session: one DuckDB connection on a workspace; runs plans, calls handlers
+  statements  handlers of the extension statements (data, models, convert, search, ...)
+  datasets    dataset manifest, checksummed downloads, built-in generated datasets
+  models      model store, CLIP (open_clip) and SimCLR (lightly) adapters, weights
+  display     image grids and results as pictures or text
+  magic       %%thanosql (the IPython boundary); cli: the `thanosql` command
+"""
+
+from .errors import (
+    DatasetError,
+    ExecutionError,
+    ModelError,
+    PlanError,
+    ThanoSQLError,
+    ThanoSQLSyntaxError,
+    ThanoSyntaxError,
+)
+from .parser import parse
+
+__all__ = [
+    "DatasetError",
+    "ExecutionError",
+    "ModelError",
+    "PlanError",
+    "Session",
+    "Settings",
+    "ThanoSQLError",
+    "ThanoSQLSyntaxError",
+    "ThanoSyntaxError",
+    "connect",
+    "parse",
+    "load_ipython_extension",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The session (and with it DuckDB and pandas) loads on first use, so that parsing and
+    # planning stay importable on their own.
+    if name in ("Session", "Settings", "connect"):
+        from . import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'thanosql' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext thanosql``: register the %thanosql / %%thanosql magics."""
+    from .magic import ThanoSQLMagic
+
+    ipython.register_magics(ThanoSQLMagic)

@@ -1,0 +1,182 @@
+"""The IPython boundary: ``%thanosql`` (line) and ``%%thanosql`` (cell) magics.
+
+Thin by design: read the magic line, substitute ``{{name}}`` variables, hand the text to the
+Session, show what comes back. A ThanoSQLError shows as its message alone (its
+``_render_traceback_``); anything else is a bug and keeps its traceback.
+``%config ThanoSQLMagic.debug = True`` shows full tracebacks for user errors too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
+from IPython.display import display
+from traitlets import Bool, Int, Unicode
+from traitlets.config.configurable import Configurable
+
+from .errors import ThanoSQLError, span_at
+from .session import Session, connect
+
+# `{{ name }}`: a notebook variable, rendered as a SQL literal (never pasted raw).
+_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+class _LineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit the kernel
+        raise ThanoSQLError(f"%thanosql: {message}", hint=self.format_usage().strip())
+
+
+def _line_parser() -> _LineParser:
+    parser = _LineParser(prog="%thanosql", add_help=False)
+    parser.add_argument("-o", "--out", help="store the result in this notebook variable")
+    parser.add_argument("-w", "--workspace", help="workspace folder")
+    parser.add_argument("--offline", action="store_true", default=None, help="never use the network")
+    parser.add_argument("--online", dest="offline", action="store_false", help="allow downloads")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--manifest", help="datasets manifest file")
+    return parser
+
+
+def render_literal(value: Any) -> str:
+    """A Python value as a literal for a cell: strings quoted with '' escapes, numbers as is.
+
+    >>> render_literal("it's")
+    "'it''s'"
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(render_literal(v) for v in value) + "]"
+    if hasattr(value, "__fspath__"):
+        return render_literal(str(value))
+    raise ThanoSQLError(
+        f"cannot put a {type(value).__name__} into a query",
+        hint="{{name}} takes strings, numbers, booleans, None and lists of them",
+    )
+
+
+def substitute(text: str, namespace: dict[str, Any]) -> str:
+    """Replace each ``{{name}}`` in ``text`` by the variable's value as a literal."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in namespace:
+            raise ThanoSQLError(
+                f"no notebook variable named '{name}'",
+                span=span_at(text, match.start(), match.end()),
+                source=text,
+                hint="define it in a Python cell first",
+            )
+        return render_literal(namespace[name])
+
+    return _TEMPLATE.sub(replace, text)
+
+
+@magics_class
+class ThanoSQLMagic(Magics, Configurable):
+    """``%%thanosql`` runs a cell of ThanoSQL; ``%thanosql STATEMENT`` returns its result."""
+
+    debug = Bool(False, help="Show full tracebacks for user errors too.").tag(config=True)
+    workspace = Unicode(None, allow_none=True, help="Workspace folder (default: THANOSQL_WORKSPACE or cwd).").tag(config=True)
+    thumbnail_size = Int(160, help="Side of PRINT IMAGE thumbnails, in pixels.").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs) -> None:
+        Configurable.__init__(self, config=shell.config if shell else None)
+        Magics.__init__(self, shell=shell, **kwargs)
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = connect(self.workspace, notify=self._show, thumbnail_size=self.thumbnail_size)
+        return self._session
+
+    @staticmethod
+    def _show(obj: Any) -> None:
+        if isinstance(obj, str):
+            print(obj)
+        else:
+            display(obj)
+
+    @needs_local_scope
+    @line_cell_magic
+    def thanosql(self, line: str = "", cell: str | None = None, local_ns: dict | None = None):
+        """Run ThanoSQL. Line: ``%thanosql [-o NAME] [-w DIR] [--offline] [STATEMENT]``."""
+        try:
+            return self._run(line, cell, {**self.shell.user_ns, **(local_ns or {})})
+        except ThanoSQLError as exc:
+            if self.debug:
+                raise RuntimeError(str(exc)) from exc
+            raise
+
+    def _run(self, line: str, cell: str | None, namespace: dict[str, Any]):
+        line = line.strip()
+        first = line.split(None, 1)[0] if line else ""
+        if first.upper().startswith("API_TOKEN"):
+            print("API_TOKEN is not needed: thanosql runs locally (ignored).")
+            return None
+        if "://" in first:
+            print("An engine URL is not needed: thanosql runs locally (ignored).")
+            return None
+        args, statement = split_magic_line(line)
+        changes = {
+            key: value
+            for key, value in (
+                ("offline", args.offline),
+                ("device", args.device),
+                ("datasets_manifest", args.manifest),
+            )
+            if value is not None
+        }
+        if args.workspace:
+            changes["workspace"] = Path(args.workspace).expanduser().resolve()
+        if changes:
+            self.session.configure(**changes)
+        if cell is not None and statement:
+            raise ThanoSQLError(
+                f"unexpected text after %%thanosql: {statement!r}",
+                hint="put the statement in the cell body; the magic line takes options such as -o NAME",
+            )
+        text = cell if cell is not None else statement
+        if not text.strip():
+            return None
+        result = self.session.execute(substitute(text, namespace))
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
+
+
+# Options that take a value; the others are switches.
+_VALUED = {"-o", "--out", "-w", "--workspace", "--device", "--manifest"}
+_OPTION_WORD = re.compile(r"""\s*(--?[A-Za-z][\w-]*)""")
+_OPTION_VALUE = re.compile(r"""(?:\s+|=)("[^"]*"|'[^']*'|[^\s'"]+)""")
+
+
+def split_magic_line(line: str) -> tuple[argparse.Namespace, str]:
+    """Leading options of a magic line, then the statement that follows them.
+
+    >>> split_magic_line("-o df SELECT 1")
+    (Namespace(out='df', ...), 'SELECT 1')
+    """
+    taken: list[str] = []
+    position = 0
+    while match := _OPTION_WORD.match(line, position):
+        taken.append(match.group(1))
+        position = match.end()
+        if match.group(1) in _VALUED:
+            value = _OPTION_VALUE.match(line, position)
+            if value is None:
+                break  # argparse reports the missing value
+            taken.append(value.group(1).strip("'\""))
+            position = value.end()
+    return _line_parser().parse_args(taken), line[position:].strip()

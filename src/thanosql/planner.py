@@ -1,0 +1,253 @@
+"""Turn a parsed statement into a Plan: the extension statements to run, innermost first, and
+the plain SQL that reads their results.
+
+Pure: no I/O, no DuckDB, no torch. Each nested extension statement becomes a Step whose result
+the session registers under ``Step.output``; its parenthesised text in the enclosing SQL is
+replaced by ``SELECT * FROM <output>``, so plain SQL reaches DuckDB as written otherwise.
+Options are checked here (names, types, allowed values), legacy spellings resolved, defaults
+filled in, so handlers receive one complete dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import nodes
+from .errors import PlanError, Span, choices_hint
+from .options import ALIASES, BUILD_ALGORITHMS, OPTIONS, OptionSpec
+
+RESULT_PREFIX = "__thanosql_result_"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Run one extension statement.
+
+    ``source`` is the SQL whose rows feed it (its AS query, with nested results already replaced),
+    or None for statements without one; ``output`` names the relation its rows are registered
+    under for later steps, or is None for the statement whose result is the answer.
+    """
+
+    statement: Any
+    options: Mapping[str, Any] = field(compare=False)
+    source: str | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps in order; then ``sql`` (plain SQL over their outputs), or None when the last step's
+    result is the answer."""
+
+    steps: tuple[Step, ...]
+    sql: str | None = None
+
+
+def plan(statement) -> Plan:
+    """Plan one statement.
+
+    >>> plan(parse("SELECT 1")[0])
+    Plan(steps=(), sql='SELECT 1')
+    """
+    planner = _Planner()
+    if isinstance(statement, nodes.PassThrough):
+        sql = planner.query(statement)
+        return Plan(tuple(planner.steps), sql)
+    planner.statement(statement, output=None)
+    return Plan(tuple(planner.steps), None)
+
+
+class _Planner:
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.count = 0
+
+    def query(self, passthrough: nodes.PassThrough) -> str:
+        """The SQL of ``passthrough`` with each nested statement replaced by its result."""
+        sql = passthrough.sql
+        # Replace from the end so earlier offsets stay valid.
+        for nested in sorted(passthrough.nested, key=lambda n: n.start, reverse=True):
+            output = self._name()
+            self.statement(nested.statement, output=output)
+            sql = sql[: nested.start] + f"SELECT * FROM {output}" + sql[nested.end :]
+        return sql
+
+    def source(self, source) -> str:
+        if isinstance(source, nodes.PassThrough):
+            return self.query(source)
+        output = self._name()
+        self.statement(source, output=output)
+        return f"SELECT * FROM {output}"
+
+    def statement(self, statement, output: str | None) -> None:
+        source = getattr(statement, "source", None)
+        source_sql = self.source(source) if source is not None and not isinstance(source, str) else None
+        options = check_options(statement)
+        self.steps.append(Step(statement, options, source_sql, output))
+
+    def _name(self) -> str:
+        self.count += 1
+        return f"{RESULT_PREFIX}{self.count}"
+
+
+def options_key(statement) -> str | None:
+    """The OPTIONS table that applies to ``statement`` (None: not checked here)."""
+    if isinstance(statement, nodes.BuildModel):
+        key = BUILD_ALGORITHMS.get(statement.algorithm.lower())
+        if key is None:
+            raise PlanError(
+                f"unknown algorithm '{statement.algorithm}' for BUILD MODEL",
+                span=statement.span,
+                hint=choices_hint(statement.algorithm, ["SimCLR", "CLIP"], "algorithms"),
+            )
+        return key
+    return {
+        nodes.GetDataset: "get_dataset",
+        nodes.GetModel: "get_model",
+        nodes.Copy: "copy",
+        nodes.UploadModel: "upload",
+        nodes.Convert: "convert",
+        nodes.Search: "search",
+        nodes.Print: "print",
+        nodes.FitModel: "fit",
+    }.get(type(statement))
+
+
+def check_options(statement) -> dict[str, Any]:
+    """Options of ``statement`` as a complete dict: aliases resolved, defaults filled in."""
+    written = getattr(statement, "options", ())
+    key = options_key(statement)
+    if key is None:
+        return {option.name: option.value for option in written}
+    specs = OPTIONS[key]
+    aliases = ALIASES.get(key.split("_")[0], {})
+    given: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    for option in written:
+        name = aliases.get(option.name, option.name)
+        if name not in specs:
+            raise PlanError(
+                f"unknown option '{option.name}' for {_statement_words(statement)}",
+                span=option.span,
+                hint=choices_hint(option.name, sorted(specs), "options"),
+            )
+        if name in given:
+            raise PlanError(
+                f"option '{name}' is given twice (once as '{option.name}')",
+                span=option.span,
+                hint=f"'{option.name}' is the older spelling of '{name}'; keep one",
+            )
+        given[name] = _check_value(statement, option, specs[name])
+        spans[name] = option.span
+    resolved = {name: spec.default for name, spec in specs.items()}
+    resolved.update(given)
+    _resolve_era(statement, resolved, given)
+    resolved["_given"] = frozenset(given)
+    resolved["_spans"] = spans
+    return resolved
+
+
+def _check_value(statement, option: nodes.Option, spec: OptionSpec) -> Any:
+    value = option.value
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in spec.types:
+        ok = False
+    else:
+        ok = isinstance(value, spec.types)
+    if not ok:
+        wanted = " or ".join(_type_word(t) for t in spec.types)
+        raise PlanError(
+            f"option '{option.name}' must be {wanted}, not {_type_word(type(value))} {value!r}",
+            span=option.span,
+        )
+    if spec.choices is not None and value not in spec.choices:
+        lowered = value.lower() if isinstance(value, str) else value
+        if lowered in spec.choices:
+            return lowered
+        shown = [c for c in spec.choices if not isinstance(c, str) or c == c.lower()] or list(spec.choices)
+        raise PlanError(
+            f"option '{option.name}' cannot be {value!r}",
+            span=option.span,
+            hint=choices_hint(str(value), [str(c) for c in shown], "values"),
+        )
+    return value
+
+
+def _type_word(kind: type) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "True or False",
+        tuple: "a list",
+        type(None): "None",
+    }.get(kind, kind.__name__)
+
+
+def _resolve_era(statement, resolved: dict[str, Any], given: dict[str, Any]) -> None:
+    """Map the older syntax eras onto the current options (DESIGN.md decision 1)."""
+    if isinstance(statement, nodes.Copy) and given.get("overwrite") is not None:
+        if "if_exists" in given:
+            raise PlanError(
+                "give either 'overwrite' or 'if_exists', not both",
+                span=statement.span,
+                hint="overwrite=True is the older spelling of if_exists='replace'",
+            )
+        resolved["if_exists"] = "replace" if given["overwrite"] else "fail"
+    if isinstance(statement, nodes.GetModel) and statement.alias is not None:
+        if "model_name" in given:
+            raise PlanError(
+                "give the model's name either with AS or with model_name, not both",
+                span=statement.span,
+            )
+        resolved["model_name"] = statement.alias
+    if isinstance(statement, nodes.Search):
+        _resolve_search(statement, resolved, given)
+
+
+def _resolve_search(statement: nodes.Search, resolved: dict[str, Any], given: dict[str, Any]) -> None:
+    # The inline era (image='...') returns every row in input order with a score; the
+    # search_by era sorts by score and keeps top_k (DESIGN.md decisions 1 and 2).
+    inline = statement.inline
+    resolved["sort"] = inline is None
+    if inline is None:
+        return
+    if "search_input" in given or "search_by" in given:
+        raise PlanError(
+            f"the search input is given twice: inline ({inline.kind}=...) and in OPTIONS",
+            span=inline.span,
+            hint="keep one: either the inline form or search_by/search_input",
+        )
+    value = inline.value
+    if isinstance(value, tuple):
+        if len(value) != 1:
+            raise PlanError(
+                f"{inline.kind}= lists more than one search input ({len(value)})",
+                span=inline.span,
+                hint="run one SEARCH per input",
+            )
+        value = value[0]
+    if not isinstance(value, str):
+        raise PlanError(f"{inline.kind}= must be a string", span=inline.span)
+    resolved["search_by"] = "image" if inline.kind.startswith("image") else "text"
+    resolved["search_input"] = value
+    if "top_k" not in given:
+        resolved["top_k"] = None
+
+
+def _statement_words(statement) -> str:
+    words = {
+        nodes.GetDataset: "GET THANOSQL DATASET",
+        nodes.GetModel: "GET THANOSQL MODEL",
+        nodes.Copy: "COPY",
+        nodes.UploadModel: "UPLOAD MODEL",
+        nodes.Convert: "CONVERT",
+        nodes.Search: "SEARCH",
+        nodes.Print: "PRINT",
+        nodes.FitModel: "FIT MODEL",
+    }
+    if isinstance(statement, nodes.BuildModel):
+        return f"BUILD MODEL ... USING {statement.algorithm}"
+    return words.get(type(statement), type(statement).__name__.upper())
