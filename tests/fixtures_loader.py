@@ -1,9 +1,9 @@
 """Read the fixture files in tests/fixtures (sqlglot's fixture idea, in our own small format).
 
-statements.sql and errors.sql hold blocks separated by a line of ten or more dashes. A block opens
-with `-- description` lines and `# key: value` metadata, then the input exactly as written, a line
-`=>`, and the expected output. passthrough.sql holds one statement per line; `--` lines are
-comments and `# key: value` lines set metadata for the statement on the next line.
+statements.sql and errors.sql: blocks separated by a line of ten or more dashes. A block opens with
+`-- description` and `# key: value` lines, then the input exactly as written, a line `=>`, and the
+expected output (a block without `=>` is a comment). passthrough.sql: one statement per line;
+`--` lines are comments, `# key: value` lines set metadata for the next statement.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def load_cases(name: str) -> list[Case]:
         if not _is_separator(line):
             block.append(line)
             continue
-        if any(text.strip() for text in block):
+        if "=>" in block:  # a block without one is only comments (the file's header)
             cases.append(_read_block(block, first))
         block, first = [], number + 1
     return cases

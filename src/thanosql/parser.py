@@ -135,7 +135,8 @@ class Parser:
             if self.depth > MAX_DEPTH:
                 raise self._error("statements nest too deeply", self.tokens[start].span)
             statement = self.STATEMENT_PARSERS[keyword](self)
-            self._expect(TokenType.END, "')'" if self._in_parentheses() else "';' or end of statement")
+            ending = "')'" if self._in_parentheses() else "';' or end of statement"
+            self._expect(TokenType.END, ending)
             self.depth -= 1
             return statement
         finally:
@@ -160,7 +161,8 @@ class Parser:
         keyword, second = self._word(start, end), self._word(start + 1, end)
         if keyword == "SEARCH":
             # Also a misspelt media kind (SEARCH IMAGES USING), so that it gets a hint.
-            found = second in SEARCH_MEDIA or second == "USING" or self._word(start + 2, end) == "USING"
+            third = self._word(start + 2, end)
+            found = second in SEARCH_MEDIA or "USING" in (second, third)
         elif keyword == "FUNCTION":
             found = second is not None and self._type(start + 2, end) is TokenType.DOT
         elif keyword == "COPY":
@@ -210,8 +212,10 @@ class Parser:
                 keyword = self._statement_form(index + 1, close)
                 if keyword is not None:
                     statement = self._parse_nested(index + 1, close, keyword)
-                    inside = self.tokens[index].span.end - offset, self.tokens[close].span.start - offset
-                    nested.append(nodes.Nested(inside[0], inside[1], statement))
+                    # The text between the parentheses, which the planner swaps for a query.
+                    inside_start = self.tokens[index].span.end - offset
+                    inside_end = self.tokens[close].span.start - offset
+                    nested.append(nodes.Nested(inside_start, inside_end, statement))
                     index = close + 1
                     continue
             index += 1
@@ -267,11 +271,13 @@ class Parser:
     def _parse_list(self) -> nodes.ListObjects:
         start = self._advance()
         words = ("MODEL", "TABLE", "THANOSQL")
-        word = self._expect(words, "MODEL, TABLE or THANOSQL after LIST", Choices("lists", LIST_CHOICES))
+        hint = Choices("lists", LIST_CHOICES)
+        word = self._expect(words, "MODEL, TABLE or THANOSQL after LIST", hint)
         what = word.text.lower()
         if what == "thanosql":
             kinds = ("MODEL", "DATASET")
-            kind = self._expect(kinds, "MODEL or DATASET after LIST THANOSQL", Choices("kinds", kinds))
+            hint = Choices("kinds", kinds)
+            kind = self._expect(kinds, "MODEL or DATASET after LIST THANOSQL", hint)
             what = f"thanosql {kind.text.lower()}"
         return nodes.ListObjects(what, self._span_from(start))
 
@@ -391,7 +397,8 @@ class Parser:
     # PRINT (IMAGE|AUDIO|VIDEO) [OPTIONS (...)] AS source
     def _parse_print(self) -> nodes.Print:
         start = self._advance()
-        media = self._expect(PRINT_MEDIA, "IMAGE, AUDIO or VIDEO after PRINT", Choices("media kinds", PRINT_MEDIA))
+        hint = Choices("media kinds", PRINT_MEDIA)
+        media = self._expect(PRINT_MEDIA, "IMAGE, AUDIO or VIDEO after PRINT", hint)
         options = self._parse_options()
         source = self._parse_source()
         return nodes.Print(media.text.lower(), options, source, self._span_from(start))
@@ -412,9 +419,8 @@ class Parser:
     # PREPROCESS (TEXT|IMAGE|AUDIO|VIDEO) USING method [OPTIONS (...)] FROM 'file'
     def _parse_preprocess(self) -> nodes.Preprocess:
         start = self._advance()
-        media = self._expect(
-            PREPROCESS_MEDIA, "a media kind after PREPROCESS", Choices("media kinds", PREPROCESS_MEDIA)
-        )
+        hint = Choices("media kinds", PREPROCESS_MEDIA)
+        media = self._expect(PREPROCESS_MEDIA, "a media kind after PREPROCESS", hint)
         self._expect("USING", "USING and a method name")
         method = self._parse_name("a method name after USING")
         options = self._parse_options()
@@ -429,7 +435,12 @@ class Parser:
     def _parse_options(self) -> tuple[nodes.Option, ...]:
         if not self._match("OPTIONS"):
             return ()
-        options = self._parse_wrapped(self._parse_option, "'(' after OPTIONS", "',' or ')' in OPTIONS")
+        options = self._parse_wrapped(
+            self._parse_option,
+            "'(' after OPTIONS",
+            "',' or ')' in OPTIONS",
+            "separate options with commas",
+        )
         seen = set()
         for option in options:
             if option.name in seen:
@@ -452,7 +463,20 @@ class Parser:
             hint = f"put text in quotes: {option}='{found.text}'"
         else:
             hint = "a value is a quoted string, a number, True, False, None or a [list]"
-        token = self._expect(self._starts_value, what, hint)
+        token = self._expect(self._starts_value, what, hint, advance=False)
+        if token.type is TokenType.L_BRACKET:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self._error("lists nest too deeply", token.span)
+            items = self._parse_wrapped(
+                lambda: self._parse_value("a list item"),
+                "'['",
+                "',' or ']' in the list",
+                brackets=(TokenType.L_BRACKET, TokenType.R_BRACKET),
+            )
+            self.depth -= 1
+            return tuple(items)
+        self._advance()
         if token.type in (TokenType.STRING, TokenType.QUOTED_IDENTIFIER):
             return _string_value(token)
         if token.type is TokenType.NUMBER:
@@ -460,22 +484,16 @@ class Parser:
         if token.type is TokenType.OPERATOR:  # a sign; _starts_value saw the number after it
             number = _number_value(self._advance().text)
             return -number if token.text == "-" else number
-        if token.type is TokenType.L_BRACKET:
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise self._error("lists nest too deeply", token.span)
-            items = self._parse_csv(lambda: self._parse_value("a list item"), TokenType.R_BRACKET)
-            self._expect(TokenType.R_BRACKET, "',' or ']' in the list")
-            self.depth -= 1
-            return tuple(items)
         return {"TRUE": True, "FALSE": False, "NONE": None}[token.text.upper()]
 
     def _starts_value(self, token: Token) -> bool:
-        if token.type in (TokenType.STRING, TokenType.QUOTED_IDENTIFIER, TokenType.NUMBER, TokenType.L_BRACKET):
-            return True
         if token.type is TokenType.OPERATOR:
             return token.text in ("-", "+") and self._peek(1).type is TokenType.NUMBER
-        return token.type is TokenType.IDENTIFIER and token.text.upper() in ("TRUE", "FALSE", "NONE")
+        if token.type is TokenType.IDENTIFIER:
+            return token.text.upper() in ("TRUE", "FALSE", "NONE")
+        return token.type in (
+            TokenType.STRING, TokenType.QUOTED_IDENTIFIER, TokenType.NUMBER, TokenType.L_BRACKET
+        )
 
     # 'text' | "text"       (a double-quoted path is a string here, as the 2022 docs write it)
     def _parse_path(self, what: str) -> str:
@@ -487,7 +505,8 @@ class Parser:
         found = self._peek()
         hint = None
         if found.type is TokenType.IDENTIFIER and found.text.upper() in self.NOT_A_NAME:
-            hint = f'{found.text.upper()} is a keyword; write "{found.text.lower()}" to use it as a name'
+            word = found.text.upper()
+            hint = f'{word} is a keyword; write "{word.lower()}" to use it as a name'
         token = self._expect(self._is_name, what, hint)
         if token.type is TokenType.QUOTED_IDENTIFIER:
             return token.text[1:-1].replace('""', '"')
@@ -510,11 +529,18 @@ class Parser:
                 break
         return items
 
-    def _parse_wrapped(self, parse_item: Callable[[], object], opening: str, closing: str) -> list:
-        """( item {, item} [,] ); ``opening`` and ``closing`` describe the parentheses in errors."""
-        self._expect(TokenType.L_PAREN, opening)
-        items = self._parse_csv(parse_item, TokenType.R_PAREN)
-        self._expect(TokenType.R_PAREN, closing)
+    def _parse_wrapped(
+        self,
+        parse_item: Callable[[], object],
+        opening: str,
+        closing: str,
+        hint: str | None = None,
+        brackets: tuple[TokenType, TokenType] = (TokenType.L_PAREN, TokenType.R_PAREN),
+    ) -> list:
+        """( item {, item} [,] ); ``opening`` and ``closing`` describe the brackets in errors."""
+        self._expect(brackets[0], opening)
+        items = self._parse_csv(parse_item, brackets[1])
+        self._expect(brackets[1], closing, hint)
         return items
 
     def _peek(self, offset: int = 0) -> Token:
@@ -556,7 +582,7 @@ class Parser:
         return token.type is TokenType.IDENTIFIER and token.text.upper() in words
 
     def _end_token(self) -> Token:
-        """A stand-in token for the end of the current scope: the ')' or just past the last token."""
+        """A stand-in for the end of the scope: its ')', or the place after its last token."""
         if self._in_parentheses():
             return Token(TokenType.END, ")", self.tokens[self.end].span)
         last = self.tokens[self.end - 1] if self.end > 0 else None
@@ -565,7 +591,8 @@ class Parser:
         if "\n" in last.text:
             return Token(TokenType.END, "", span_at(self.source, last.span.end))
         column = last.span.column + len(last.text)
-        return Token(TokenType.END, "", Span(last.span.end, last.span.end + 1, last.span.line, column))
+        span = Span(last.span.end, last.span.end + 1, last.span.line, column)
+        return Token(TokenType.END, "", span)
 
     def _in_parentheses(self) -> bool:
         return self.end < len(self.tokens) and self.tokens[self.end].type is TokenType.R_PAREN
@@ -588,12 +615,12 @@ class Parser:
                 stack.append(index)
             elif kind is TokenType.R_PAREN:
                 if not stack:
-                    raise self._error(
-                        "unbalanced parentheses: this ')' has no matching '('", self.tokens[index].span
-                    )
+                    message = "unbalanced parentheses: this ')' has no matching '('"
+                    raise self._error(message, self.tokens[index].span)
                 self.closing[stack.pop()] = index
         if stack:
-            raise self._error("unbalanced parentheses: this '(' is never closed", self.tokens[stack[-1]].span)
+            message = "unbalanced parentheses: this '(' is never closed"
+            raise self._error(message, self.tokens[stack[-1]].span)
 
     def _span(self, first: Token, last: Token) -> Span:
         return Span(first.span.start, last.span.end, first.span.line, first.span.column)

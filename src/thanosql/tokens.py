@@ -52,12 +52,14 @@ SINGLE_CHARS = {
     "=": TokenType.EQ,
 }
 
-# Longest first. Symbols are not glued together freely (as PostgreSQL does) so that
-# ``batch_size=-1`` stays ``=`` then ``-``.
-MULTI_CHAR_OPERATORS = (
-    "->>", "#>>", "::", "->", "<=", ">=", "<>", "!=", "==", "||", "**", "//",
-    "=>", ":=", "#>", "@>", "<@", "&&", "<<", ">>", "~~", "!~",
-)
+# Symbols are not glued together freely (as PostgreSQL does) so that ``batch_size=-1`` stays
+# ``=`` then ``-``; only these pairs and triples are one token (the longest match wins).
+MULTI_CHAR_OPERATORS = frozenset(
+    {
+        "->>", "#>>", "::", "->", "<=", ">=", "<>", "!=", "==", "||", "**", "//",
+        "=>", ":=", "#>", "@>", "<@", "&&", "<<", ">>", "~~", "!~",
+    }
+)  # fmt: skip
 
 
 def _is_word_start(char: str) -> bool:
@@ -111,7 +113,10 @@ class _Tokenizer:
             char = source[start]
             pair = source[start : start + 2]
             if char.isspace():
-                self.pos += 1
+                end = start + 1
+                while end < len(source) and source[end].isspace():
+                    end += 1
+                self.pos = end
             elif pair == "--":
                 newline = source.find("\n", start)
                 self.pos = len(source) if newline < 0 else newline
@@ -140,10 +145,11 @@ class _Tokenizer:
         return self.tokens
 
     def symbol(self, start: int) -> None:
-        for operator in MULTI_CHAR_OPERATORS:
-            if self.source.startswith(operator, start):
+        for width in (3, 2):
+            operator = self.source[start : start + width]
+            if len(operator) == width and operator in MULTI_CHAR_OPERATORS:
                 kind = TokenType.DCOLON if operator == "::" else TokenType.OPERATOR
-                self.add(kind, start, start + len(operator))
+                self.add(kind, start, start + width)
                 return
         char = self.source[start]
         self.add(SINGLE_CHARS.get(char, TokenType.OPERATOR), start, start + 1)
@@ -154,12 +160,10 @@ class _Tokenizer:
         while True:
             index = source.find(quote, index)
             if index < 0:
-                raise self.fail(
-                    f"unterminated {what}",
-                    start,
-                    1,
-                    f"close it with {quote}; write {quote}{quote} for a {quote} inside it",
-                )
+                inside = "text" if quote == "'" else "name"
+                doubled = quote * 2
+                hint = f"add a closing {quote} (write {doubled} for a {quote} inside the {inside})"
+                raise self.fail(f"unterminated {what}", start, 1, hint)
             if source.startswith(quote * 2, index):
                 index += 2
                 continue
@@ -178,7 +182,7 @@ class _Tokenizer:
                 return index + 1
             else:
                 index += 1
-        raise self.fail("unterminated string", start, 2, "close it with '")
+        raise self.fail("unterminated string", start, 2, "add a closing '")
 
     def block_comment_end(self, start: int) -> int:
         # Block comments nest in DuckDB and PostgreSQL: /* a /* b */ c */ is one comment.
@@ -187,7 +191,7 @@ class _Tokenizer:
             opening = source.find("/*", index)
             closing = source.find("*/", index)
             if closing < 0:
-                raise self.fail("unterminated comment", start, 2, "close it with */")
+                raise self.fail("unterminated comment", start, 2, "add a closing */")
             if 0 <= opening < closing:
                 depth, index = depth + 1, opening + 2
             else:
@@ -212,9 +216,8 @@ class _Tokenizer:
         delimiter = source[start : index + 1]
         closing = source.find(delimiter, index + 1)
         if closing < 0:
-            raise self.fail(
-                "unterminated dollar-quoted string", start, len(delimiter), f"close it with {delimiter}"
-            )
+            message, hint = "unterminated dollar-quoted string", f"add a closing {delimiter}"
+            raise self.fail(message, start, len(delimiter), hint)
         self.add(TokenType.DOLLAR_STRING, start, closing + len(delimiter))
 
     def number_end(self, start: int) -> int:
