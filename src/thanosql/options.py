@@ -87,7 +87,7 @@ CLIP_TRAINING = {
 }
 
 OPTIONS: dict[str, dict[str, OptionSpec]] = {
-    "get_dataset": {"overwrite": _bool(False)},
+    "get_dataset": {"overwrite": _bool(False, doc="download (or generate) again over a copy already there")},
     "get_model": {
         "model_name": _str(None, doc="name to store the model under"),
         "overwrite": _bool(False),
@@ -98,7 +98,11 @@ OPTIONS: dict[str, dict[str, OptionSpec]] = {
     "copy": {
         "if_exists": _str("fail", choices=("fail", "replace", "append")),
         "overwrite": _bool(None, doc="legacy: True = if_exists='replace'"),
-        "format": _str(None, choices=("csv", "parquet", "json")),
+        "format": _str(
+            None,
+            choices=("csv", "parquet", "json", "pickle", "excel"),
+            doc="how to read the file; default: from its extension",
+        ),
     },
     "upload": {
         "framework": _str("open_clip", choices=("open_clip", "pytorch")),

@@ -1,0 +1,442 @@
+"""Put a dataset into the workspace: download, verify, unpack, and rename into place.
+
+``install(spec, dataset_dir, ...)`` builds ``<dataset_dir>/<name>/`` inside a temporary folder
+beside it and renames it into place only when every file has arrived, matched its size and
+sha256, been unpacked (or prepared, or generated) and the tables the manifest lists are there:
+an interrupted, corrupt or refused download leaves nothing behind. ``fetch`` is the streamed,
+checked download of one file (urllib, a short timeout); offline, install fails before any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+from ..errors import DatasetError
+from .manifest import DatasetSpec, FileSpec, Manifest
+
+# Seconds to wait for a connection or for the next bytes: long enough for a slow mirror, short
+# enough that a machine without a network fails "within seconds" rather than hanging.
+TIMEOUT_S = 10.0
+CHUNK_BYTES = 1 << 20
+STAMP_FILE = ".thanosql-dataset.json"
+USER_AGENT = "thanosql-dataset-download/1"
+
+Progress = Callable[..., Any]  # session.progress: tqdm-like, used as a context manager
+
+
+def no_progress(iterable=None, **kwargs):
+    """A progress bar that shows nothing (when the caller gives none)."""
+    return _Silent()
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
+class FetchFailure(Exception):
+    """One URL could not deliver the file; ``kind`` is 'connection', 'server' or 'content'."""
+
+    def __init__(self, url: str, kind: str, reason: str, tried: int = 1) -> None:
+        super().__init__(reason)
+        self.url = url
+        self.kind = kind
+        self.reason = reason
+        self.tried = tried  # URLs tried (the file's url and its mirrors); >1: reason names each
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A downloaded file: where it came from, its size and sha256."""
+
+    url: str
+    size: int
+    sha256: str
+
+
+def stream(url: str, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None,
+           expected_size: int | None = None, label: str | None = None) -> Fetched:
+    """Download ``url`` to ``destination``, hashing as it goes.
+
+    >>> stream("https://example.org/a.zip", Path("/tmp/a.zip")).size
+    1234
+
+    Raises FetchFailure (connection refused, HTTP error, transfer cut short, server size
+    different from ``expected_size``); ``destination`` may then hold a partial file, which the
+    caller's temporary folder removes.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise FetchFailure(url, "server", f"the server answered {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        verb = "cannot open" if urlsplit(url).scheme == "file" else "cannot connect"
+        raise FetchFailure(url, "connection", f"{verb}: {exc.reason}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise FetchFailure(url, "connection", f"cannot connect: {exc}") from exc
+    with response:
+        announced = response.headers.get("Content-Length")
+        announced = int(announced) if announced and announced.isdigit() else None
+        if expected_size is not None and announced is not None and announced != expected_size:
+            raise FetchFailure(
+                url, "content", f"the server offers {announced:,} bytes, the manifest expects {expected_size:,}"
+            )
+        total = announced if announced is not None else expected_size
+        digest = hashlib.sha256()
+        received = 0
+        bar = (progress or no_progress)(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label or destination.name, leave=False
+        )
+        try:
+            with bar, destination.open("wb") as out:
+                while True:
+                    chunk = response.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            # http.client raises IncompleteRead when the peer closes before Content-Length.
+            raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} bytes ({exc!r})") from exc
+    if announced is not None and received != announced:
+        raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} of {announced:,} bytes")
+    return Fetched(url, received, digest.hexdigest())
+
+
+def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None) -> Fetched:
+    """Download ``spec`` to ``destination`` and check its size and sha256, trying mirrors in turn.
+
+    >>> fetch(FileSpec(url="https://example.org/a.zip", sha256="...", size=1234, name="a.zip"), path)
+    Fetched(url='https://example.org/a.zip', size=1234, sha256='...')
+
+    Raises FetchFailure naming the first URL; when mirrors were tried too, its reason lists
+    each URL's failure.
+    """
+    failures: list[FetchFailure] = []
+    for url in spec.urls:
+        try:
+            fetched = stream(url, destination, timeout=timeout, progress=progress,
+                             expected_size=spec.size, label=spec.name)
+            _verify(spec, fetched)
+            return fetched
+        except FetchFailure as failure:
+            failures.append(failure)
+    if len(failures) == 1:
+        raise failures[0]
+    reason = "; ".join(f"{f.url}: {f.reason}" for f in failures)
+    # One damaged copy makes the whole a content problem; else a server's answer beats silence.
+    kinds = {f.kind for f in failures}
+    kind = next(k for k in ("content", "server", "connection") if k in kinds)
+    raise FetchFailure(failures[0].url, kind, reason, len(failures))
+
+
+def _verify(spec: FileSpec, fetched: Fetched) -> None:
+    if spec.size is not None and fetched.size != spec.size:
+        raise FetchFailure(fetched.url, "content", f"received {fetched.size:,} bytes, the manifest expects {spec.size:,}")
+    if spec.sha256 is not None and fetched.sha256 != spec.sha256:
+        raise FetchFailure(
+            fetched.url, "content",
+            f"failed its checksum: sha256 {fetched.sha256}, the manifest expects {spec.sha256}",
+        )
+
+
+# --------------------------------------------------------------------------------- install
+
+
+def install(
+    spec: DatasetSpec,
+    manifest: Manifest,
+    dataset_dir: Path,
+    *,
+    overwrite: bool = False,
+    offline: bool = False,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
+    timeout: float = TIMEOUT_S,
+) -> str | None:
+    """Make ``<dataset_dir>/<spec.name>/``; return a message when nothing had to be done.
+
+    >>> install(manifest.get("digits_data"), manifest, Path("/tmp/ws/thanosql-dataset"))
+
+    Without ``overwrite`` an existing folder is kept (a message says so). Offline, a dataset
+    that needs the network fails at once, before any socket is opened, naming its URL and the
+    built-in datasets. Every failure leaves the workspace as it was (an older copy of the
+    dataset included).
+    """
+    target = dataset_dir / spec.name
+    if dataset_dir.is_dir():
+        _remove_stale(dataset_dir, spec.name)
+    if target.exists() and not overwrite:
+        return (
+            f"dataset '{spec.name}' is already in the workspace ({dataset_dir.name}/{spec.name}); "
+            "nothing was downloaded. OPTIONS (overwrite=True) gets it again"
+        )
+    if offline and spec.needs_network:
+        raise DatasetError(
+            f"cannot get dataset '{spec.name}': the session is offline (THANOSQL_OFFLINE) "
+            f"and it downloads {spec.files[0].url}",
+            hint=_alternatives_hint(spec, manifest),
+        )
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.{os.getpid()}.", suffix=".partial", dir=dataset_dir))
+    try:
+        content = staging / "dataset"
+        content.mkdir()
+        fetched = _build(spec, manifest, staging, content, progress=progress, notify=notify,
+                         offline=offline, timeout=timeout)
+        check_tables(spec, content)
+        _write_stamp(spec, manifest, content, fetched)
+        _swap_in(content, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return None
+
+
+def _build(spec, manifest, staging, content, *, progress, notify, offline, timeout) -> list[Fetched]:
+    if spec.builtin is not None:
+        from .builtin import GENERATORS
+
+        GENERATORS[spec.builtin](content, dataset_name=spec.name, **spec.options)
+        return []
+    downloads = staging / "downloads"
+    downloads.mkdir()
+    sources = staging / "sources" if spec.prepare else content
+    sources.mkdir(exist_ok=True)
+    fetched = []
+    for file in spec.files:
+        path = downloads / file.name
+        try:
+            fetched.append(fetch(file, path, timeout=timeout, progress=progress))
+        except FetchFailure as failure:
+            raise _download_error(spec, manifest, file, failure) from failure
+        if file.is_archive:
+            unpack(path, sources, strip_components=file.strip_components)
+            path.unlink()
+        else:
+            os.replace(path, sources / file.name)
+    if spec.prepare is not None:
+        from .prepare import RECIPES, Context
+
+        context = Context(progress=progress, notify=notify or (lambda message: None), offline=offline, timeout=timeout)
+        RECIPES[spec.prepare](sources, content, context, dataset_name=spec.name, **spec.options)
+    return fetched
+
+
+def _download_error(spec: DatasetSpec, manifest: Manifest, file: FileSpec, failure: FetchFailure) -> DatasetError:
+    where = f"from {failure.url}" if failure.tried == 1 else f"from any of its {failure.tried} URLs"
+    if failure.kind in ("connection", "server"):
+        retry = "try again later; " if failure.kind == "server" else ""
+        return DatasetError(
+            f"cannot get dataset '{spec.name}': {file.name} could not be downloaded {where}: {failure.reason}",
+            hint=retry + _alternatives_hint(spec, manifest),
+        )
+    separator = " " if failure.reason.startswith("failed its checksum") else ": "
+    return DatasetError(
+        f"cannot get dataset '{spec.name}': file {file.name} {where}{separator}{failure.reason}",
+        hint="the download was damaged or the file changed on the server; nothing was kept. "
+        f"Try again, or check the entry in {manifest.path}",
+    )
+
+
+def _alternatives_hint(spec: DatasetSpec, manifest: Manifest) -> str:
+    names = manifest.builtin_names()
+    if spec.alternative in names:
+        names.remove(spec.alternative)
+        names.insert(0, spec.alternative)
+    if not names:
+        return "connect to the network, or point THANOSQL_DATASETS_MANIFEST at a manifest with local files"
+    offered = ", ".join(f"GET THANOSQL DATASET {name}" for name in names)
+    return f"built-in datasets need no network: {offered}"
+
+
+# --------------------------------------------------------------------------------- unpacking
+
+
+def unpack(archive: Path, destination: Path, *, strip_components: int = 0) -> None:
+    """Unpack a .zip or .tar[.gz|.bz2|.xz] archive into ``destination``.
+
+    Members that would land outside ``destination`` (absolute paths, ``..``), links and
+    devices are refused; ``strip_components`` drops leading folders as ``tar`` does.
+    """
+    try:
+        members = _zip_members(archive) if archive.name.lower().endswith(".zip") else _tar_members(archive)
+        for parts, is_dir, opener in members:
+            parts = parts[strip_components:]
+            if not parts:
+                continue
+            path = destination.joinpath(*parts)
+            if is_dir:
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with opener() as source, path.open("wb") as out:
+                shutil.copyfileobj(source, out, CHUNK_BYTES)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise DatasetError(f"{archive.name} is not a readable archive: {exc}") from exc
+
+
+def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise DatasetError(
+            f"{archive.name} holds a file that would land outside the dataset folder: {name!r}",
+            hint="the archive is unsafe; nothing was unpacked",
+        )
+    return tuple(part for part in path.parts if part not in ("", "."))
+
+
+def _zip_members(archive: Path) -> Iterator[tuple[tuple[str, ...], bool, Callable]]:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            parts = _safe_parts(info.filename, archive)
+            if parts and parts[0] == "__MACOSX":  # resource forks a Mac adds; never data
+                continue
+            yield parts, info.is_dir(), (lambda info=info: zf.open(info))
+
+
+def _tar_members(archive: Path) -> Iterator[tuple[tuple[str, ...], bool, Callable]]:
+    with tarfile.open(archive, "r:*") as tf:
+        for member in tf:
+            parts = _safe_parts(member.name, archive)
+            if member.isdir():
+                yield parts, True, None
+            elif member.isfile():
+                yield parts, False, (lambda member=member: tf.extractfile(member))
+            else:
+                raise DatasetError(
+                    f"{archive.name} holds a link or special file: {member.name!r}",
+                    hint="datasets are unpacked from plain files and folders only",
+                )
+
+
+# --------------------------------------------------------------------------------- checks
+
+
+def check_tables(spec: DatasetSpec, content: Path) -> None:
+    """Each table file the manifest lists exists in ``content`` with the listed columns."""
+    import csv
+
+    for table in spec.tables:
+        path = content / table.file
+        if not path.is_file():
+            present = sorted(p.name for p in content.iterdir())[:12]
+            raise DatasetError(
+                f"dataset '{spec.name}' has no {table.file} (the manifest lists it for table {table.name})",
+                hint=f"the download holds: {', '.join(present) or 'nothing'}",
+            )
+        if not table.columns or path.suffix.lower() not in (".csv", ".tsv"):
+            continue
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+        missing = [c for c in table.columns if c not in header]
+        if missing:
+            raise DatasetError(
+                f"dataset '{spec.name}': {table.file} lacks the column(s) {', '.join(missing)}",
+                hint=f"its columns are: {', '.join(header)}",
+            )
+
+
+def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: list[Fetched]) -> None:
+    # What was installed and from where, with the sha256 of every file written: files that had
+    # no published checksum (prepared, generated) can still be checked later. No timestamps, so
+    # a generated dataset is the same bytes on every run.
+    contents = {}
+    for path in sorted(p for p in content.rglob("*") if p.is_file()):
+        contents[path.relative_to(content).as_posix()] = _sha256(path)
+    stamp = {
+        "name": spec.name,
+        "manifest": str(manifest.path),
+        "builtin": spec.builtin,
+        "prepare": spec.prepare,
+        "options": dict(spec.options),
+        "downloads": [{"url": f.url, "size": f.size, "sha256": f.sha256} for f in fetched],
+        "files": contents,
+    }
+    (content / STAMP_FILE).write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    # A folder cannot be renamed over a non-empty one: move the old copy aside first, and put it
+    # back if the second rename fails.
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{target.name}.{os.getpid()}.old")
+        if retired.exists():
+            shutil.rmtree(retired)
+        os.replace(target, retired)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired, target)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _remove_stale(dataset_dir: Path, name: str) -> None:
+    """Clear temporary folders of ``name`` left by a process that died (killed mid-download).
+
+    A ``.old`` folder is a complete earlier copy moved aside by ``_swap_in``: if the process
+    died before the new copy took its place, the old one is put back rather than deleted.
+    """
+    prefix = f".{name}."
+    for entry in sorted(dataset_dir.iterdir()):
+        if not entry.name.startswith(prefix) or not entry.name.endswith((".partial", ".old")):
+            continue
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        target = dataset_dir / name
+        if entry.name.endswith(".old") and not target.exists():
+            os.replace(entry, target)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_installed(dataset_dir: Path, name: str) -> bool:
+    """Whether ``<dataset_dir>/<name>/`` exists (GET renames it in only when complete)."""
+    return (dataset_dir / name).is_dir()
+
