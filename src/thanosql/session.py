@@ -195,7 +195,11 @@ class Session:
             return None
         if isinstance(answer, pa.Table):
             return answer.to_pandas()
-        return answer
+        if isinstance(answer, pd.DataFrame):
+            return answer
+        # A display object (PRINT's image grid): shown, and the statement has no rows.
+        self.notify(answer)
+        return None
 
     def _run_sql(self, sql: str, statement) -> pd.DataFrame | None:
         try:
@@ -274,10 +278,11 @@ class Session:
             con.unregister("__thanosql_incoming")
 
     def table_exists(self, name: str) -> bool:
-        row = self.connection.execute(
+        # fetchall, not fetchone: an unread result blocks the connection (register() fails).
+        rows = self.connection.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()
+        return bool(rows and rows[0][0])
 
     def resolve_path(self, path: str | os.PathLike) -> Path:
         """A path from a table, an option or FROM '...': relative ones start at the workspace."""
