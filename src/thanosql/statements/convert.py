@@ -1,0 +1,137 @@
+"""Handler of CONVERT USING model OPTIONS (...) AS query: the query's rows plus a FLOAT[d] column
+of embeddings (DESIGN.md decision 3), one per row, NULL where the input is NULL.
+
+The column is the model's own output for the row's image file or text (models/base.py); an
+existing column of that name is replaced in place (decision 4). ``table_name`` also writes the
+result into that table, atomically (decision 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import DatasetError, ModelError, PlanError, choices_hint
+
+
+def convert(session, step) -> pa.Table:
+    """CONVERT USING model [OPTIONS (convert_type, image_col, text_col, batch_size, result_col,
+    table_name, on_error, num_workers)] AS query."""
+    node, options = step.statement, step.options
+    spans = options.get("_spans", {})
+    given = options.get("_given", frozenset())
+    for name, least in (("batch_size", 1), ("num_workers", 0)):
+        if options.get(name) is not None and options[name] < least:
+            raise PlanError(f"{name} must be at least {least}, not {options[name]}", span=spans.get(name))
+    kind = options["convert_type"]
+    # convert_type is required in the docs; a statement that names only text_col means text.
+    if "convert_type" not in given and "text_col" in given and "image_col" not in given:
+        kind = "text"
+    adapter = session.model(node.model, span=node.span)
+    if kind not in adapter.modalities:
+        raise ModelError(
+            f"model '{node.model}' ({adapter.info.family}) cannot embed {kind}s",
+            span=spans.get("convert_type", node.span),
+            hint=f"it embeds: {', '.join(sorted(adapter.modalities))}",
+        )
+    rows = session.query(step.source, node)
+    column = options["image_col"] if kind == "image" else options["text_col"]
+    option_name = "image_col" if kind == "image" else "text_col"
+    if column not in rows.column_names:
+        raise PlanError(
+            f"column '{column}' not found in the rows CONVERT reads",
+            span=spans.get(option_name, node.span),
+            hint=choices_hint(column, rows.column_names, "columns") + f" (set {option_name}=...)",
+        )
+    values = rows.column(column).to_pylist()
+    present = [index for index, value in enumerate(values) if value is not None]
+    if kind == "image":
+        embeddings = _embed_images(session, adapter, values, present, options, column, spans, node)
+    else:
+        embeddings = adapter.embed_texts(
+            [str(values[index]) for index in present],
+            batch_size=options.get("batch_size"),
+            progress=session.progress,
+        )
+    embeddings = _checked(embeddings, len(present), adapter)
+    result = _with_column(rows, options["result_col"], embeddings, present, adapter.embedding_dim)
+    if options.get("table_name"):
+        session.write_table(options["table_name"], result, "replace")
+    return result
+
+
+def _embed_images(session, adapter, values, present, options, column, spans, node) -> np.ndarray:
+    from ..models.images import ImageReadError
+
+    for index in present:
+        if not isinstance(values[index], str):
+            raise PlanError(
+                f"column '{column}' holds {type(values[index]).__name__} values, not image paths "
+                f"(row {index + 1}: {values[index]!r})",
+                span=spans.get("image_col", node.span),
+            )
+    paths = [str(session.resolve_path(values[index])) for index in present]
+    try:
+        embeddings = adapter.embed_images(
+            paths,
+            batch_size=options.get("batch_size"),
+            num_workers=options.get("num_workers"),
+            progress=session.progress,
+            on_error=options["on_error"],
+        )
+    except ImageReadError as exc:
+        row = present[exc.index]
+        raise DatasetError(
+            f"cannot read image '{values[row]}' in row {row + 1} of {len(values)}: {exc.reason}",
+            span=node.span,
+            hint="relative paths start at the workspace folder; OPTIONS (on_error='null') gives "
+            "unreadable images a NULL embedding instead",
+        ) from exc
+    failed = [present[i] for i in np.flatnonzero(np.isnan(embeddings).all(axis=1))] if len(paths) else []
+    if failed:
+        shown = ", ".join(f"'{values[row]}'" for row in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        noun = "image" if len(failed) == 1 else "images"
+        session.notify(
+            f"{len(failed)} of {len(paths)} {noun} could not be read; "
+            f"their {options['result_col']} is NULL: {shown}"
+        )
+    return embeddings
+
+
+def _checked(embeddings: np.ndarray, count: int, adapter) -> np.ndarray:
+    # The column type is FLOAT[embedding_dim], from model.json; an adapter that returns another
+    # width (or nothing, when no image could be read) must not produce a ragged column.
+    dim = adapter.embedding_dim
+    if embeddings.size == 0 and count:
+        return np.full((count, dim), np.nan, dtype=np.float32)
+    if embeddings.shape != (count, dim):
+        raise ModelError(
+            f"model '{adapter.info.name}' returned embeddings of shape {embeddings.shape}, "
+            f"expected ({count}, {dim})",
+            hint="its model.json embedding_dim does not match its weights; make the model again",
+        )
+    return embeddings
+
+
+def _with_column(rows: pa.Table, name: str, embeddings: np.ndarray, present: list[int], dim: int) -> pa.Table:
+    """``rows`` with column ``name`` = fixed_size_list<float32>[dim] (DuckDB FLOAT[dim]).
+
+    Rows outside ``present``, and rows whose embedding is all NaN (images that failed with
+    on_error='null'), are NULL. The matrix becomes the array's buffer without a copy when every
+    row is present.
+    """
+    count = rows.num_rows
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(len(present), dim)
+    if len(present) == count:
+        matrix = embeddings
+    else:
+        matrix = np.zeros((count, dim), dtype=np.float32)
+        matrix[present] = embeddings
+    invalid = np.ones(count, dtype=bool)
+    invalid[present] = False
+    invalid |= np.isnan(matrix).all(axis=1) if dim else False
+    values = pa.array(matrix.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(invalid) if invalid.any() else None)
+    if name in rows.column_names:
+        return rows.set_column(rows.column_names.index(name), name, column)
+    return rows.append_column(name, column)
