@@ -53,37 +53,47 @@ ALIASES: dict[str, dict[str, str]] = {
     "fit": {"epochs": "max_epochs"},
 }
 
-# SimCLR training options (BUILD MODEL ... USING SimCLR, FIT MODEL on a SimCLR model).
+# SimCLR training options (BUILD MODEL ... USING SimCLR, FIT MODEL on a SimCLR model). Defaults of
+# None are chosen from the data (models/simclr.py says how and why; tests/test_quality.py measures).
 SIMCLR_TRAINING = {
     "image_col": _str("image_path", doc="column of image paths"),
-    "max_epochs": _int(5, doc="passes over the data"),
-    "batch_size": _int(256),
-    "input_size": _int(None, doc="side in pixels the images are resized to; default: from the data"),
-    "color": _str(None, choices=("RGB", "GRAY", "rgb", "gray"), doc="colour mode; default: from the data"),
-    "learning_rate": _float(None),
+    "max_epochs": _int(5, doc="passes over the images"),
+    "batch_size": _int(None, doc="images per step; default: rows / 50 as a power of two, 16 to 256"),
+    "input_size": _int(None, doc="side in pixels images are trained at; default: from the images (32 for small ones)"),
+    "color": _str(None, choices=("rgb", "gray"), doc="colour mode; default: 'gray' when all images are gray"),
+    "stem": _str(None, choices=("small", "cifar", "imagenet"), doc="first layers; default: 'small' below 96 pixels"),
+    "learning_rate": _float(None, doc="Adam's step size; default 0.001"),
     "temperature": _float(0.5, doc="NT-Xent temperature"),
-    "pretrained": _bool(False, doc="start from ImageNet weights"),
-    "overwrite": _bool(False),
-    "seed": _int(0),
-    "horizontal_flip": _bool(None, doc="random left-right flips; default: off for small gray images"),
-    "vertical_flip": _bool(False),
-    "color_jitter": _bool(None, doc="random colour changes; default: on for colour images"),
-    "embedding_dim": _int(None),
-    "num_workers": _int(None),
+    "pretrained": OptionSpec((bool, str), False, None, "start from ImageNet weights (True, or a resnet18 state_dict file)"),
+    "overwrite": _bool(False, doc="replace a model of that name"),
+    "seed": _int(0, doc="seed of the random weights, crops and order: the same seed, the same model"),
+    "min_scale": _float(0.7, doc="random crops keep this much of the area, or more"),
+    "horizontal_flip": _bool(None, doc="random left-right flips; default: on for colour images, off for gray ones"),
+    "vertical_flip": _bool(False, doc="random upside-down flips"),
+    "rotation": _float(0, doc="random rotation, in degrees either way"),
+    "color_jitter": _bool(True, doc="random brightness, contrast (and colour) changes"),
+    "blur": _bool(False, doc="random Gaussian blur"),
+    "num_workers": _int(None, doc="augmenting processes; default: none on 2 cores or fewer"),
 }
 
 # CLIP training options (BUILD MODEL ... USING CLIP on image-caption pairs).
 CLIP_TRAINING = {
-    "image_col": _str("image_path"),
-    "text_col": _str("text"),
-    "arch": _str(None, doc="open_clip architecture; default: a small one"),
-    "pretrained": OptionSpec((str, bool), None, None, "weights tag to fine-tune from"),
-    "max_epochs": _int(5),
-    "batch_size": _int(64),
-    "learning_rate": _float(None),
-    "overwrite": _bool(False),
-    "seed": _int(0),
-    "num_workers": _int(None),
+    "image_col": _str("image_path", doc="column of image paths"),
+    "text_col": _str("text", doc="column of captions"),
+    "arch": _str(None, doc="open_clip architecture; default: a small one (models/clip_training.py)"),
+    "pretrained": OptionSpec((str, bool), None, None, "weights to fine-tune: a tag, True (the arch's first tag) or a file"),
+    "max_epochs": _int(5, doc="passes over the pairs"),
+    "batch_size": _int(64, doc="image-caption pairs per step"),
+    "learning_rate": _float(None, doc="AdamW's peak step size; default 0.001 from scratch, 1e-5 to fine-tune"),
+    "overwrite": _bool(False, doc="replace a model of that name"),
+    "seed": _int(0, doc="seed of the random weights, crops and order: the same seed, the same model"),
+    "num_workers": _int(None, doc="image-reading processes; default: none"),
+}
+
+# FIT MODEL takes the options of the model's family; those not given keep the stored model's value.
+FIT_TRAINING = {
+    name: OptionSpec(spec.types, False if name == "overwrite" else None, spec.choices, spec.doc)
+    for name, spec in {**SIMCLR_TRAINING, **CLIP_TRAINING}.items()
 }
 
 OPTIONS: dict[str, dict[str, OptionSpec]] = {
@@ -122,23 +132,63 @@ OPTIONS: dict[str, dict[str, OptionSpec]] = {
         "num_workers": _int(None),
     },
     "search": {
-        "search_by": _str(None, choices=("image", "text", "audio", "video")),
-        "search_input": _str(None),
-        "emb_col": _str("convert_result"),
-        "result_col": _str("search_result"),
-        "top_k": OptionSpec((int, type(None)), 1000),
+        "search_by": _str(None, choices=("image", "text", "audio", "video"), doc="what search_input is"),
+        "search_input": _str(None, doc="the text, or the image path (relative to the workspace), to search for"),
+        "emb_col": _str("convert_result", doc="column of embeddings made by CONVERT with the same model"),
+        "result_col": _str("search_result", doc="column of cosine similarities (replaced if it exists)"),
+        "top_k": OptionSpec((int, type(None)), 1000, None, "rows kept, best first; None = all"),
         "table_name": _str(None, doc="legacy: write the result into this table"),
     },
     "print": {
-        "image_col": _str("image_path"),
-        "audio_col": _str("audio_path"),
-        "video_col": _str("video_path"),
-        "limit": _int(None, doc="rows shown; default: all"),
+        "image_col": _str("image_path", doc="column of image paths (PRINT IMAGE)"),
+        "audio_col": _str("audio_path", doc="column of audio file paths (PRINT AUDIO)"),
+        "video_col": _str("video_path", doc="column of video file paths (PRINT VIDEO)"),
+        "limit": _int(None, doc="rows shown; default: all (a notebook page draws the first 1,000)"),
     },
     "build_simclr": SIMCLR_TRAINING,
     "build_clip": CLIP_TRAINING,
-    "fit": {**SIMCLR_TRAINING, **CLIP_TRAINING},
+    "fit": FIT_TRAINING,
 }
 
 # Algorithms BUILD MODEL knows, by lower-cased name -> OPTIONS key.
 BUILD_ALGORITHMS = {"simclr": "build_simclr", "clip": "build_clip"}
+
+# How each OPTIONS table is headed in README's reference, in that order.
+REFERENCE_TITLES = {
+    "get_dataset": "GET THANOSQL DATASET",
+    "get_model": "GET THANOSQL MODEL",
+    "copy": "COPY",
+    "upload": "UPLOAD MODEL",
+    "convert": "CONVERT",
+    "search": "SEARCH",
+    "print": "PRINT",
+    "build_simclr": "BUILD MODEL ... USING SimCLR",
+    "build_clip": "BUILD MODEL ... USING CLIP",
+    "fit": "FIT MODEL (the options of the model's family)",
+}
+
+
+def reference_markdown() -> str:
+    """README's options reference, made from the tables above (a test keeps README in step).
+
+    >>> print(reference_markdown().splitlines()[0])
+    ### GET THANOSQL DATASET
+    """
+    lines: list[str] = []
+    for key, title in REFERENCE_TITLES.items():
+        if key == "fit":
+            lines += [f"### {title}", "", "Any option of BUILD MODEL for that family.", ""]
+            continue
+        aliases = {new: old for old, new in ALIASES.get(key.split("_")[0], {}).items()}
+        lines += [f"### {title}", "", "| option | default | meaning |", "| --- | --- | --- |"]
+        for name, spec in OPTIONS[key].items():
+            default = "—" if spec.default is None else repr(spec.default)
+            meaning = spec.doc
+            if spec.choices:
+                shown = [c for c in spec.choices if not isinstance(c, str) or c == c.lower()] or spec.choices
+                meaning = (meaning + "; " if meaning else "") + " \\| ".join(repr(c) for c in shown)
+            if name in aliases:
+                meaning += f" (older spelling: `{aliases[name]}`)"
+            lines.append(f"| `{name}` | `{default}` | {meaning} |".replace("`—`", "—"))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
