@@ -231,3 +231,22 @@ def test_switching_to_workers_after_the_probe_keeps_every_image_in_order(tmp_pat
     assert schedule.workers >= 1
     assert failed == [PROBE_IMAGES + 3]
     assert seen == [i for i in range(len(paths)) if i != PROBE_IMAGES + 3]
+
+
+def test_the_image_dataset_survives_workers_started_with_spawn(tmp_path):
+    # macOS, and Linux from Python 3.14, start workers by spawn/forkserver: they unpickle the
+    # dataset, and with it a torchvision transform, in a fresh interpreter.
+    from torch.utils.data import DataLoader
+
+    from thanosql.models.clip import build_open_clip
+    from thanosql.models.images import ImageFiles, collate
+    from tiny_clip import tiny_config
+
+    _, preprocess, _ = build_open_clip("tiny_clip", tiny_config())
+    paths = make_images(tmp_path, 4, seed=15)
+    loader = DataLoader(ImageFiles(paths, preprocess, 32), batch_size=2, num_workers=1,
+                        collate_fn=collate, multiprocessing_context="spawn")
+    here = collate([ImageFiles(paths, preprocess, 32)[i] for i in range(4)])[1]
+    batches = list(loader)
+    assert [b[0] for b in batches] == [[0, 1], [2, 3]]
+    np.testing.assert_array_equal(np.concatenate([b[1].numpy() for b in batches]), here.numpy())

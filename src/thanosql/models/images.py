@@ -115,6 +115,21 @@ class ImageFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
+    # Workers started with spawn or forkserver (macOS; Linux from Python 3.14) unpickle the
+    # dataset, and with it the preprocessing, a torchvision object: run the torchvision shim first.
+    def __getstate__(self) -> dict:
+        import pickle
+
+        return {**self.__dict__, "preprocess": pickle.dumps(self.preprocess)}
+
+    def __setstate__(self, state: dict) -> None:
+        import pickle
+
+        from .torchvision_shim import import_torchvision
+
+        import_torchvision()
+        self.__dict__.update({**state, "preprocess": pickle.loads(state["preprocess"])})
+
     def __getitem__(self, index: int):
         started = time.thread_time()
         try:

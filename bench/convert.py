@@ -1,0 +1,250 @@
+"""CONVERT USING vs the plain open_clip loop: images/s on the same model and images, in one run.
+
+    PYTHONPATH=src python bench/convert.py [--small 128] [--camera 48] [--batch-size 32] [--repeats 4]
+
+The reference is the loop open_clip's README shows: for each batch, open every file with PIL, apply
+the model's preprocess, stack, ``encode_image`` under ``torch.no_grad()``. Ours is the whole
+statement, ``CONVERT USING m AS SELECT * FROM t`` through a Session (DuckDB read, path resolution,
+the FLOAT[d] column). Both run on two models: open_clip ViT-B-32 (random weights: speed does not
+depend on them) and a small ViT where decoding dominates; and on two image sets generated here:
+small JPEGs (256x192) and camera-size JPEGs (3000x2000). Each figure is a median over --repeats
+rounds of (reference, ours) back to back, so that a busy machine penalises both sides alike. Also
+printed: how far our embeddings are from the reference's (exact for the small images; reduced-size
+decoding for the camera ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+# A small CLIP at the usual 224-px input: 4 layers of width 192, 32-px patches (~2 M vision
+# parameters, ~40x cheaper than ViT-B-32), so decoding and resizing dominate its cost.
+SMALL_CONFIG = {
+    "embed_dim": 256,
+    "vision_cfg": {"image_size": 224, "layers": 4, "width": 192, "head_width": 64, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 256, "heads": 4, "layers": 2},
+}
+
+TARGETS = {("ViT-B-32", "small"): 1.2, ("ViT-B-32", "camera"): 1.8, ("small_vit", "camera"): 3.0}
+
+
+def photo(width: int, height: int, seed: int):
+    """A picture with a photo's statistics for JPEG: smooth shapes plus sensor-like grain."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 64 + 2, width // 64 + 2, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.int16)
+    grain = rng.normal(0, 4, (height, width, 1)).astype(np.int16)
+    return Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8))
+
+
+def make_images(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    first = photo(*size, seed=0)
+    paths = []
+    for index in range(count):
+        # Distinct files (no page-cache sharing tricks), cheap to make: shift one generated photo.
+        image = first.rotate(0, translate=(index * 7 % 50, index * 3 % 40)) if index else first
+        path = folder / f"{index}.jpg"
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def reference_model(arch: str, checkpoint: Path):
+    """open_clip's own loading: ``create_model_and_transforms(arch, pretrained=checkpoint)``."""
+    from thanosql.models.clip import import_open_clip
+
+    model, _, preprocess = import_open_clip().create_model_and_transforms(arch, pretrained=str(checkpoint))
+    return model.eval(), preprocess
+
+
+def reference_loop(model, preprocess, paths: list[Path], batch_size: int):
+    """open_clip's plain loop; returns (embeddings, seconds)."""
+    import torch
+    from PIL import Image
+
+    outputs = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for offset in range(0, len(paths), batch_size):
+            batch = torch.stack([preprocess(Image.open(p)) for p in paths[offset : offset + batch_size]])
+            outputs.append(model.encode_image(batch).numpy())
+    return np.concatenate(outputs), time.perf_counter() - start
+
+
+def ours(session, model: str, table: str, batch_size: int):
+    start = time.perf_counter()
+    frame = session.execute(f"CONVERT USING {model} OPTIONS (batch_size={batch_size}) AS SELECT * FROM {table}")
+    seconds = time.perf_counter() - start
+    return np.stack(frame["convert_result"].to_numpy()), seconds
+
+
+def encoder_only(model, count: int, batch_size: int) -> float:
+    """Images/s of ``encode_image`` alone on ready tensors: the ceiling if decoding were free."""
+    import torch
+
+    batch = torch.randn(batch_size, 3, *model.visual.preprocess_cfg["size"])
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(0, count, batch_size):
+            model.encode_image(batch)
+    return count / (time.perf_counter() - start)
+
+
+def decode_costs(path: Path) -> str:
+    """Milliseconds to decode one image in full and at reduced size, and to resize the full one."""
+    from PIL import Image
+
+    from thanosql.models.images import open_image
+
+    def best(action) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - start)
+        return 1000 * min(times)
+
+    full = Image.open(path)
+    full.load()
+    return (
+        f"full decode {best(lambda: Image.open(path).load()):.0f} ms, "
+        f"reduced decode {best(lambda: open_image(path, input_size=224).load()):.0f} ms, "
+        f"bicubic resize of the full image to 224 px {best(lambda: full.resize((336, 224), Image.BICUBIC)):.0f} ms"
+    )
+
+
+def reduced_decode_error(path: Path) -> str:
+    """Mean |difference| in grey levels between ViT-B-32's preprocessed full decode and our reduced
+    one (margin 2, the default), and with a margin of 1 (decoding straight to about 224 px)."""
+    from PIL import Image
+
+    from thanosql.models.clip import build_open_clip
+    from thanosql.models.images import DRAFT_MARGIN, open_image
+
+    _, preprocess, _ = build_open_clip("ViT-B-32")
+    std = np.array(preprocess.transforms[-1].std).reshape(3, 1, 1)
+    full = preprocess(Image.open(path)).numpy()
+
+    def grey_levels(input_size: int) -> float:
+        return float((np.abs(preprocess(open_image(path, input_size)).numpy() - full) * std * 255).mean())
+
+    # input_size=224 // DRAFT_MARGIN asks open_image for a margin of 1 at 224 px.
+    return (f"reduced decode differs by {grey_levels(224):.2f} grey levels on average "
+            f"(margin {DRAFT_MARGIN}); {grey_levels(224 // DRAFT_MARGIN):.2f} with a margin of 1")
+
+
+def setup(root: Path, args):
+    """The workspace: image tables 'small' and 'camera', models vit_b_32 and small_vit."""
+    import torch
+
+    import thanosql
+    from thanosql.models.clip import build_open_clip, import_open_clip
+
+    session = thanosql.connect(root, offline=True, progress=False, notify=lambda _: None)
+    sets = {
+        "small": make_images(root / "small", args.small, (256, 192)),
+        "camera": make_images(root / "camera", args.camera, (3000, 2000)),
+    }
+    for name, paths in sets.items():
+        listing = ", ".join(f"('{p.relative_to(root)}')" for p in paths)
+        session.execute(f"CREATE TABLE {name} AS SELECT * FROM (VALUES {listing}) v(image_path)")
+    (root / "small_vit.json").write_text(json.dumps(SMALL_CONFIG))
+    import_open_clip().add_model_config(root / "small_vit.json")  # so the reference loop can name it
+    models = {}
+    for arch, config in (("ViT-B-32", None), ("small_vit", SMALL_CONFIG)):
+        torch.manual_seed(0)
+        model, _, _ = build_open_clip(arch, config)
+        checkpoint = root / f"{arch}.pt"
+        torch.save(model.state_dict(), checkpoint)
+        option = f"model_config='{root / 'small_vit.json'}'" if config else f"arch='{arch}'"
+        session.execute(f"UPLOAD MODEL {store_name(arch)} OPTIONS ({option}) FROM '{checkpoint}'")
+        models[arch] = checkpoint
+    return session, sets, models
+
+
+def store_name(arch: str) -> str:
+    return arch.replace("-", "_").lower()
+
+
+def measure(session, sets, models, args) -> list[tuple]:
+    """Per model and image set: rounds of (reference, ours, encoder alone), the order of the first
+    two alternating; the medians, and the median of the per-round ratios (a busy machine slows a
+    round's two runs alike far more often than it slows the whole benchmark alike)."""
+    import statistics
+
+    rows = []
+    for arch, checkpoint in models.items():
+        adapter = session.model(store_name(arch))
+        model, preprocess = reference_model(arch, checkpoint)
+        adapter.embed_images(sets["small"][:2], num_workers=0)  # warm-up: first-call allocations
+        reference_loop(model, preprocess, sets["small"][:2], 2)
+        for set_name, paths in sets.items():
+            reference, mine, ratios, ceiling = [], [], [], []
+            for round_number in range(args.repeats):
+                runs = {}
+                for side in (("reference", "ours") if round_number % 2 == 0 else ("ours", "reference")):
+                    if side == "reference":
+                        expected, runs[side] = reference_loop(model, preprocess, paths, args.batch_size)
+                    else:
+                        got, runs[side] = ours(session, store_name(arch), set_name, args.batch_size)
+                reference.append(len(paths) / runs["reference"])
+                mine.append(len(paths) / runs["ours"])
+                ratios.append(runs["reference"] / runs["ours"])
+                ceiling.append(encoder_only(model, 2 * args.batch_size, args.batch_size))
+            cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+            median = statistics.median
+            rows.append((arch, set_name, len(paths), median(reference), median(mine), median(ratios),
+                         median(ceiling), float(np.abs(got - expected).max()), float(cos.min())))
+            print(f"  {arch} on {set_name} images: ratios " + " ".join(f"{r:.2f}" for r in ratios), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", type=int, default=128, help="number of small images")
+    parser.add_argument("--camera", type=int, default=48, help="number of camera-size images")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=4, help="rounds per model and image set")
+    args = parser.parse_args()
+
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; batch size {args.batch_size}")
+    root = Path(tempfile.mkdtemp(prefix="thanosql-bench-"))
+    try:
+        session, sets, models = setup(root, args)
+        print("camera-size JPEG:", decode_costs(sets["camera"][0]))
+        print("camera-size JPEG:", reduced_decode_error(sets["camera"][0]))
+        rows = measure(session, sets, models, args)
+        session.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(f"{'model':10s} {'images':11s} {'open_clip':>10s} {'CONVERT':>8s} {'ratio':>6s} {'target':>6s} "
+          f"{'encoder':>8s} {'max |diff|':>10s} {'min cos':>8s}   (img/s)")
+    for arch, set_name, count, reference, mine, ratio, ceiling, diff, cos in rows:
+        target = TARGETS.get((arch, set_name))
+        shown = f"{target:.1f}x" if target else "-"
+        print(f"{arch:10s} {f'{count} {set_name}':11s} {reference:10.1f} {mine:8.1f} {ratio:5.2f}x "
+              f"{shown:>6s} {ceiling:8.1f} {diff:10.1e} {cos:8.5f}")
+    print("medians over the rounds; ratio = median of the rounds' ratios; encoder = encode_image alone")
+    print("on ready tensors: what any pipeline reaches if decoding were free")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,609 @@
+"""SimCLR (Chen et al. 2020, https://arxiv.org/abs/2002.05709) assembled from lightly's parts on a
+torchvision ResNet-18: the two-view transform, the projection head and the NT-Xent loss; the
+embedding is the backbone's pooled output (512 floats). `train` fits a model on image files,
+`store_simclr_model` writes it, `load` gives the SimCLRAdapter that CONVERT and SEARCH use.
+
+A SimCLR model folder of the store (``thanosql-model/<name>/``) holds:
+  weights.pt   the backbone's ``state_dict()``: torchvision ``resnet18(weights=None)`` with its
+               stem as ``options['stem']`` says and ``fc`` removed
+  head.pt      the projection head's ``state_dict()`` (lightly SimCLRProjectionHead 512-512-128),
+               kept so that FIT MODEL continues training where BUILD stopped
+  model.json   family='simclr', arch='resnet18', embedding_dim=512, options: the SimCLRConfig
+               fields (stem, input_size, color, mean, std, augmentations and training settings)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ModelError, Span
+from .images import ImageReadError, describe_failure, embed_image_batches, open_image, _read_errors
+from .store import ModelInfo, ModelStore
+
+ARCH = "resnet18"
+EMBEDDING_DIM = 512
+WEIGHTS_FILE = "weights.pt"
+HEAD_FILE = "head.pt"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision's ImageNet weights of ResNet-18 (ResNet18_Weights.IMAGENET1K_V1); the file name ends
+# with the first hex digits of its SHA-256, as torch.hub checks them.
+IMAGENET_WEIGHTS_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+IMAGENET_WEIGHTS_SHA256 = "f37072fd"
+
+# Stems: how the first layers meet the image. ImageNet's 7x7 stride-2 conv and max-pool shrink a
+# 32-pixel digit to 8x8 before the first block; 'small' (3x3 stride 2, no max-pool) keeps 16x16 at
+# a quarter of the cost of 'cifar' (3x3 stride 1, He et al.'s CIFAR layout), which measured no
+# better after one epoch on 28-pixel digits (see the report in tests/test_quality.py).
+STEMS = ("small", "cifar", "imagenet")
+
+# Images decoded once and kept in memory for every epoch when they take less than this.
+CACHE_BYTES = 1 << 30
+# Embedding batches when CONVERT does not say: a ResNet-18 on small images is cheap per image.
+DEFAULT_BATCH_SIZE = {"cpu": 128, "cuda": 512}
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    """Everything that defines a SimCLR model and how it is trained (model.json options).
+
+    >>> SimCLRConfig(input_size=32, color="gray").stem
+    'small'
+
+    Preprocessing: ``stem``, ``input_size`` (side in pixels), ``color`` ('gray': one channel
+    repeated thrice, so colour never counts; 'rgb'), ``mean``/``std``. Augmentations of each view:
+    a random crop keeping ``min_scale`` to all of the area, ``horizontal_flip``/``vertical_flip``
+    (probability 0.5 each when on), ``rotation`` (degrees either way), ``color_jitter`` (lightly's
+    brightness/contrast/saturation/hue jitter at half strength with p=0.8, and random gray p=0.2
+    for colour images), ``blur`` (Gaussian, p=0.5). Training: Adam at ``learning_rate``,
+    NT-Xent at ``temperature``, ``batch_size`` images (2 views each) per step.
+    """
+
+    input_size: int = 32
+    color: str = "rgb"
+    stem: str = "small"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    min_scale: float = 0.7
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rotation: float = 0.0
+    color_jitter: bool = True
+    blur: bool = False
+    batch_size: int = 16
+    max_epochs: int = 1
+    learning_rate: float = 1e-3
+    temperature: float = 0.5
+    seed: int = 0
+    pretrained: bool = False
+
+    def to_options(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "SimCLRConfig":
+        """The config stored in model.json (unknown keys, from other versions, are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in options.items() if key in known}
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ImageSurvey:
+    """What a look at some of the training images says: their typical short side, and whether
+    they are all gray (one channel, or three equal ones)."""
+
+    short_side: int
+    gray: bool
+
+
+def survey_images(paths: Sequence[str | Path], sample: int = 32) -> ImageSurvey:
+    """Median short side and colour of up to ``sample`` images spread over ``paths``.
+
+    >>> survey_images(["digit.jpg"])
+    ImageSurvey(short_side=28, gray=True)
+
+    Unreadable images are skipped here (training reports them); none readable: 224, colour.
+    """
+    from PIL import Image
+
+    step = max(1, len(paths) // sample)
+    sides, gray = [], True
+    for path in list(paths)[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+                if gray and image.mode not in ("L", "LA", "1", "I", "I;16", "F"):
+                    thumb = np.asarray(image.convert("RGB").resize((16, 16)), dtype=np.int16)
+                    gray = bool(np.abs(thumb - thumb[..., :1]).max() <= 8)
+        except _read_errors():
+            continue
+    if not sides:
+        return ImageSurvey(224, False)
+    return ImageSurvey(int(np.median(sides)), gray)
+
+
+def default_input_size(short_side: int, pretrained: bool) -> int:
+    """The side images are trained at when the statement does not say.
+
+    >>> default_input_size(28, pretrained=False)
+    32
+
+    Small images are not blown up: 28-pixel digits train at 32 (seconds per epoch on two cores;
+    224 costs 20x more and found nothing more). ImageNet weights learnt on 224-pixel photos and
+    their stem shrinks by 4 before the first block, so they get at least 64.
+    """
+    if pretrained:
+        return 64 if short_side <= 64 else (128 if short_side <= 160 else 224)
+    if short_side <= 48:
+        return 32
+    if short_side <= 96:
+        return 64
+    return 128
+
+
+def default_batch_size(rows: int) -> int:
+    """Images per step when the statement does not say: enough steps for one epoch to learn.
+
+    >>> default_batch_size(1000)
+    16
+
+    A power of two near rows / 50, between 16 and 256: 1,000 images make 62 steps of 16, while
+    lightly's usual 256 makes 3, after which the network has learnt nothing (measured: search
+    precision below the untrained network's).
+    """
+    wanted = max(1, rows // 50)
+    return int(min(256, max(16, 2 ** int(math.log2(wanted)))))
+
+
+def build_backbone(stem: str):
+    """A torchvision ResNet-18 with random weights, the ``stem`` of STEMS, and no classifier:
+    ``(B, 3, S, S)`` -> ``(B, 512)`` pooled features."""
+    from torch import nn
+
+    from .torchvision_shim import import_torchvision
+
+    torchvision = import_torchvision()
+    network = torchvision.models.resnet18(weights=None)
+    if stem == "small":
+        network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)
+        network.maxpool = nn.Identity()
+    elif stem == "cifar":
+        network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        network.maxpool = nn.Identity()
+    network.fc = nn.Identity()
+    return network
+
+
+def build_head():
+    """lightly's SimCLR projection head: 512 -> 512 -> 128 (BatchNorm, ReLU), as in SimCLR v1."""
+    from .torchvision_shim import import_torchvision
+
+    import_torchvision()
+    from lightly.models.modules import SimCLRProjectionHead
+
+    return SimCLRProjectionHead(input_dim=EMBEDDING_DIM, hidden_dim=EMBEDDING_DIM, output_dim=128)
+
+
+def load_imagenet_weights(backbone, path: str | os.PathLike) -> None:
+    """Load torchvision ResNet-18 ImageNet weights (a state_dict file) into ``backbone`` (its
+    classifier's weights are dropped); ModelError naming the file when they do not fit."""
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+        backbone.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 - a user's file can fail in any layer (zip, pickle, shapes)
+        summary = " ".join(str(exc).split())[:300]
+        raise ModelError(
+            f"cannot load {path} as ImageNet weights of a ResNet-18: {summary}",
+            hint="pretrained= takes True (torchvision's resnet18 ImageNet weights) or the path of "
+            "such a state_dict (torch.save(resnet18.state_dict(), path))",
+        ) from exc
+
+
+def resolve_imagenet_weights(*, offline: bool, progress=None, span: Span | None = None) -> Path:
+    """The file of torchvision's ResNet-18 ImageNet weights: torch hub's cache, else a download
+    into it (checked against its SHA-256), never a download when ``offline``.
+
+    >>> resolve_imagenet_weights(offline=True)
+    PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')
+    """
+    import torch
+
+    from .weights import download
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(IMAGENET_WEIGHTS_URL)
+    if target.is_file():
+        return target
+    if offline:
+        raise ModelError(
+            "the ImageNet weights of ResNet-18 are not on this machine, and downloads are off (offline)",
+            span=span,
+            hint=f"searched torch hub's cache: {target}\ndownload {IMAGENET_WEIGHTS_URL} there, or give "
+            "pretrained='path/to/resnet18.pth', or pretrained=False to train from scratch",
+        )
+    return download(IMAGENET_WEIGHTS_URL, target, sha256=IMAGENET_WEIGHTS_SHA256, progress=progress, span=span)
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+def _to_color(image, color: str):
+    return image.convert("L").convert("RGB") if color == "gray" else image.convert("RGB")
+
+
+def view_transform(config: SimCLRConfig):
+    """One random view of a PIL image: a ``(3, S, S)`` float tensor (torchvision + lightly parts)."""
+    from .torchvision_shim import import_torchvision
+
+    import_torchvision()
+    from lightly.transforms import GaussianBlur
+    from torchvision import transforms as T
+
+    steps = [T.RandomResizedCrop(config.input_size, scale=(config.min_scale, 1.0))]
+    if config.horizontal_flip:
+        steps.append(T.RandomHorizontalFlip(0.5))
+    if config.vertical_flip:
+        steps.append(T.RandomVerticalFlip(0.5))
+    if config.rotation:
+        steps.append(T.RandomRotation(config.rotation))
+    if config.color_jitter:
+        # Half of lightly's default strength, its advice for small images (SimCLRTransform docs).
+        steps.append(T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8))
+        if config.color == "rgb":
+            steps.append(T.RandomGrayscale(p=0.2))
+    if config.blur:
+        steps.append(GaussianBlur(sigmas=(0.1, 2.0), prob=0.5))
+    steps += [T.ToTensor(), T.Normalize(config.mean, config.std)]
+    return T.Compose(steps)
+
+
+def two_view_transform(config: SimCLRConfig):
+    """lightly's MultiViewTransform of two independent views: PIL image -> [view, view]."""
+    from .torchvision_shim import import_torchvision
+
+    import_torchvision()
+    from lightly.transforms.multi_view_transform import MultiViewTransform
+
+    view = view_transform(config)
+    return MultiViewTransform([view, view])
+
+
+class EvalTransform:
+    """The deterministic preprocessing of CONVERT: colour mode, resize of the short side, centre
+    crop, tensor, normalisation. A class (not a lambda) so DataLoader workers can pickle it."""
+
+    def __init__(self, config: SimCLRConfig) -> None:
+        from .torchvision_shim import import_torchvision
+
+        import_torchvision()
+        from torchvision import transforms as T
+
+        self.color = config.color
+        self.transform = T.Compose([
+            T.Resize(config.input_size),
+            T.CenterCrop(config.input_size),
+            T.ToTensor(),
+            T.Normalize(config.mean, config.std),
+        ])
+
+    def __call__(self, image):
+        return self.transform(_to_color(image, self.color))
+
+
+def _decoded(path: str, config: SimCLRConfig):
+    """The image at ``path`` in the model's colour mode, shrunk so that its short side is at most
+    twice the input size (random crops then still resize down, never up from a thumbnail)."""
+    from PIL import Image
+
+    with open_image(path, config.input_size) as image:
+        image = _to_color(image, config.color)
+    side = 2 * config.input_size
+    if min(image.size) > side:
+        scale = side / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BILINEAR)
+    return image
+
+
+class TrainingImages:
+    """The training set: item i is image i as two random views ``(view, view)``.
+
+    >>> TrainingImages(paths, config)[0][0].shape
+    torch.Size([3, 32, 32])
+
+    Images are decoded once and kept (shrunk, see `_decoded`) when they fit in CACHE_BYTES, else
+    decoded again at each epoch. Either way, every file is opened before training starts, so an
+    unreadable one fails at once (ImageReadError naming it) rather than after minutes.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], config: SimCLRConfig, progress=None) -> None:
+        self.paths = [str(p) for p in paths]
+        self.config = config
+        self.transform = two_view_transform(config)
+        self.images = None
+        estimate = len(self.paths) * 3 * (2 * config.input_size) ** 2
+        if estimate <= CACHE_BYTES:
+            self.images = self._read_all(progress, keep=True)
+        else:
+            self._read_all(progress, keep=False)
+
+    def _read_all(self, progress, keep: bool):
+        bar = progress(total=len(self.paths), desc="reading images", unit="img") if progress else None
+        images = []
+        try:
+            for index, path in enumerate(self.paths):
+                try:
+                    if keep:
+                        images.append(_decoded(path, self.config))
+                    else:
+                        from PIL import Image
+
+                        with Image.open(path) as image:
+                            image.verify()
+                except _read_errors() as exc:
+                    reason = describe_failure(exc)
+                    raise ImageReadError(f"cannot read image '{path}': {reason}", path=path, index=index,
+                                         reason=reason) from exc
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return images
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = self.images[index] if self.images is not None else _decoded(self.paths[index], self.config)
+        first, second = self.transform(image)
+        return first, second
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a training run did: steps taken, the mean loss of its last epoch, seconds spent."""
+
+    steps: int
+    epochs: int
+    last_loss: float
+    seconds: float
+
+
+def default_workers(cached: bool) -> int:
+    """Augmenting processes beside the training loop: none on two cores or fewer when the images
+    are in memory (augmenting a small image costs a fraction of its training step, and a worker
+    would take a core from the ResNet's threads); else up to 4, leaving the loop a core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cached and cores <= 2:
+        return 0
+    return max(0, min(4, cores - 1))
+
+
+def train(
+    dataset: TrainingImages,
+    config: SimCLRConfig,
+    *,
+    device: str = "cpu",
+    backbone=None,
+    head=None,
+    num_workers: int | None = None,
+    progress=None,
+) -> tuple[Any, Any, TrainingReport]:
+    """Train SimCLR on ``dataset`` for ``config.max_epochs``: ``(backbone, head, report)``.
+
+    >>> backbone, head, report = train(TrainingImages(paths, config), config)
+    >>> backbone(torch.zeros(1, 3, 32, 32)).shape
+    torch.Size([1, 512])
+
+    ``backbone``/``head``: modules to continue training (FIT MODEL); new random ones otherwise.
+    Each step embeds two views of ``batch_size`` images, projects them with the head and takes
+    NT-Xent (lightly's NTXentLoss) between them; Adam updates both. Seeded by ``config.seed``:
+    the same data and config give the same model on the same machine. A progress bar (from the
+    ``progress`` factory) shows the running loss. Returns both modules in eval mode, on the CPU.
+    """
+    import time
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .torchvision_shim import import_torchvision
+
+    import_torchvision()
+    from lightly.loss import NTXentLoss
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    backbone = backbone if backbone is not None else build_backbone(config.stem)
+    head = head if head is not None else build_head()
+    # channels_last lets oneDNN pick its fast convolutions on CPU (and tensor cores on CUDA).
+    backbone = backbone.to(device, memory_format=torch.channels_last).train()
+    head = head.to(device).train()
+    criterion = NTXentLoss(temperature=config.temperature)
+    optimizer = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=config.learning_rate)
+    batch_size = min(config.batch_size, len(dataset))
+    workers = default_workers(dataset.images is not None) if num_workers is None else num_workers
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        # NT-Xent needs two images or more in a batch; a short last batch would also weigh its
+        # few images as much as a full one.
+        drop_last=len(dataset) > batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=generator,
+        pin_memory=device == "cuda",
+    )
+    steps_per_epoch = len(loader)
+    bar = progress(total=steps_per_epoch * config.max_epochs, desc="SimCLR", unit="step") if progress else None
+    steps, last_loss = 0, float("nan")
+    try:
+        for epoch in range(config.max_epochs):
+            total, count = 0.0, 0
+            for first, second in loader:
+                first = first.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                second = second.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                loss = criterion(head(backbone(first)), head(backbone(second)))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                value = float(loss.detach())
+                total, count = total + value, count + 1
+                if bar is not None:
+                    if hasattr(bar, "set_postfix"):
+                        bar.set_postfix(epoch=f"{epoch + 1}/{config.max_epochs}", loss=f"{value:.3f}", refresh=False)
+                    bar.update(1)
+            last_loss = total / max(count, 1)
+    finally:
+        if bar is not None:
+            bar.close()
+        del loader  # stops worker processes at once on an interrupt
+    backbone = backbone.to("cpu", memory_format=torch.contiguous_format).eval()
+    head = head.to("cpu").eval()
+    report = TrainingReport(steps, config.max_epochs, last_loss, time.perf_counter() - started)
+    return backbone, head, report
+
+
+def store_simclr_model(
+    store: ModelStore,
+    name: str,
+    backbone,
+    head,
+    config: SimCLRConfig,
+    *,
+    source: str = "",
+    overwrite: bool = False,
+    extra_options: dict[str, Any] | None = None,
+    span: Span | None = None,
+) -> ModelInfo:
+    """Write a trained model into the store as ``name`` (the layout of this module's docstring),
+    in one atomic step (ModelStore.create)."""
+    import torch
+
+    options = {**config.to_options(), **(extra_options or {})}
+    with store.create(name, family="simclr", arch=ARCH, embedding_dim=EMBEDDING_DIM, options=options,
+                      source=source, overwrite=overwrite, span=span) as folder:
+        torch.save(backbone.state_dict(), folder / WEIGHTS_FILE)
+        torch.save(head.state_dict(), folder / HEAD_FILE)
+    return store.get(name)
+
+
+def read_simclr_model(info: ModelInfo):
+    """``(backbone, head, config)`` of a stored SimCLR model, on the CPU in eval mode; the head is
+    None when the folder has none (a model written by hand)."""
+    import torch
+
+    config = SimCLRConfig.from_options(info.options)
+    if config.stem not in STEMS:
+        raise ModelError(f"model '{info.name}' has stem '{config.stem}', which this version cannot build")
+    folder = Path(info.path)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"model '{info.name}' is damaged: {weights} is missing",
+                         hint=f"DELETE MODEL {info.name}, then build it again")
+    backbone = build_backbone(config.stem)
+    try:
+        backbone.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        head = None
+        if (folder / HEAD_FILE).is_file():
+            head = build_head()
+            head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"model '{info.name}' is damaged: cannot load its weights: {exc}",
+                         hint=f"DELETE MODEL {info.name}, then build it again") from exc
+    return backbone.eval(), (head.eval() if head is not None else None), config
+
+
+# -- the adapter --------------------------------------------------------------------------------
+
+
+class SimCLRAdapter:
+    """A stored SimCLR model, ready to embed images (see base.ModelAdapter).
+
+    >>> adapter = load(session.models.get("my_image_search_model"), "cpu")
+    >>> adapter.embed_images(["thanosql-dataset/digits_data/test/923.jpg"]).shape
+    (1, 512)
+    """
+
+    modalities = frozenset({"image"})
+
+    def __init__(self, info: ModelInfo, backbone, config: SimCLRConfig, device: str) -> None:
+        import torch
+
+        self.info = info
+        self.config = config
+        self.device = device
+        self.embedding_dim = EMBEDDING_DIM
+        self.backbone = backbone.to(device, memory_format=torch.channels_last).eval()
+        self.preprocess = EvalTransform(config)
+
+    def _encode(self, batch):
+        import torch
+
+        return self.backbone(batch.contiguous(memory_format=torch.channels_last))
+
+    def embed_images(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        progress=None,
+        on_error: str = "raise",
+    ) -> np.ndarray:
+        return embed_image_batches(
+            paths,
+            self.preprocess,
+            self._encode,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE.get(self.device, 128),
+            num_workers=num_workers,
+            device=self.device,
+            progress=progress,
+            on_error=on_error,
+            input_size=self.config.input_size,
+            dim=EMBEDDING_DIM,
+        )
+
+    def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None, progress=None) -> np.ndarray:
+        raise ModelError(
+            f"model '{self.info.name}' is a SimCLR model: it has no text encoder, only an image one",
+            hint="search by text needs a CLIP model (GET THANOSQL MODEL clip, or BUILD MODEL ... USING CLIP); "
+            "with a SimCLR model, search by image (search_by='image')",
+        )
+
+
+def load(info: ModelInfo, device: str) -> SimCLRAdapter:
+    """The SimCLRAdapter of stored model ``info`` on ``device`` ('cpu' or 'cuda')."""
+    backbone, _, config = read_simclr_model(info)
+    return SimCLRAdapter(info, backbone, config, device)
+
+
+def with_changes(config: SimCLRConfig, **changes: Any) -> SimCLRConfig:
+    """``config`` with the given fields changed (None values leave a field as it is)."""
+    return replace(config, **{key: value for key, value in changes.items() if value is not None})
+

@@ -1,0 +1,438 @@
+"""Handlers of BUILD MODEL name USING SimCLR|CLIP OPTIONS (...) AS query and FIT MODEL new USING
+existing OPTIONS (...) AS query: read the query's image paths (and captions), train, and write the
+model into the store in one atomic step, so an interrupt or a failure leaves any earlier model of
+that name as it was. They return None ("Success") after a one-line summary of the training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DatasetError, ModelError, PlanError, choices_hint
+
+# Options that fix what a model is; FIT MODEL keeps them from the model it continues.
+SIMCLR_ARCHITECTURE = ("input_size", "color", "stem", "pretrained")
+CLIP_ARCHITECTURE = ("arch", "pretrained")
+SIMCLR_ONLY = ("input_size", "color", "stem", "temperature", "min_scale", "horizontal_flip", "vertical_flip",
+               "rotation", "color_jitter", "blur")
+CLIP_ONLY = ("text_col", "arch")
+PRETRAINED_FILE_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def build_model(session, step) -> None:
+    """BUILD MODEL name USING SimCLR|CLIP [OPTIONS (...)] AS query."""
+    node, options = step.statement, step.options
+    # Refuse an existing name before reading a single image, not after minutes of training.
+    session.models.check_writable(node.name, overwrite=options["overwrite"], span=node.span)
+    _check_numbers(options, node)
+    if node.algorithm.lower() == "simclr":
+        return _build_simclr(session, step)
+    return _build_clip(session, step)
+
+
+def fit_model(session, step) -> None:
+    """FIT MODEL new USING existing [OPTIONS (...)] AS query: continue training ``existing`` on
+    the query's rows and store the result as ``new`` (which may be ``existing``, with overwrite)."""
+    node, options = step.statement, step.options
+    info = session.models.get(node.base_model, span=node.span)
+    if node.name == node.base_model and not options["overwrite"]:
+        raise ModelError(
+            f"FIT MODEL {node.name} USING {node.base_model} would replace model '{node.base_model}'",
+            span=node.span,
+            hint="add OPTIONS (overwrite=True) to train it further in place, or give the new model another name",
+        )
+    session.models.check_writable(node.name, overwrite=options["overwrite"], span=node.span)
+    _check_numbers(options, node)
+    if info.family == "simclr":
+        return _fit_simclr(session, step, info)
+    if info.family == "clip":
+        return _fit_clip(session, step, info)
+    raise ModelError(
+        f"model '{info.name}' ({info.family}) cannot be trained further here",
+        span=node.span,
+        hint="FIT MODEL continues SimCLR and CLIP models (made by BUILD MODEL, GET or UPLOAD)",
+    )
+
+
+# -- SimCLR -------------------------------------------------------------------------------------
+
+
+def _build_simclr(session, step) -> None:
+    from ..models import resolve_device, simclr
+
+    node, options = step.statement, step.options
+    spans = options["_spans"]
+    paths = _image_paths(session, step, options["image_col"])
+    survey = simclr.survey_images([session.resolve_path(path) for path in paths])
+    pretrained = options["pretrained"]
+    input_size = options["input_size"] or simclr.default_input_size(survey.short_side, bool(pretrained))
+    stem = options["stem"] or ("imagenet" if pretrained or input_size >= 96 else "small")
+    if pretrained and stem != "imagenet":
+        raise PlanError(
+            f"ImageNet weights need the 'imagenet' stem, not '{stem}'",
+            span=spans.get("stem", node.span),
+            hint="leave stem out (or stem='imagenet') with pretrained, or train from scratch",
+        )
+    color = options["color"] or ("gray" if survey.gray else "rgb")
+    flip = options["horizontal_flip"]
+    config = simclr.SimCLRConfig(
+        input_size=input_size,
+        color=color,
+        stem=stem,
+        min_scale=float(options["min_scale"]),
+        # Flips keep a photo's meaning but not a digit's or a letter's (seed 002's note).
+        horizontal_flip=(color == "rgb") if flip is None else flip,
+        vertical_flip=options["vertical_flip"],
+        rotation=float(options["rotation"]),
+        color_jitter=options["color_jitter"],
+        blur=options["blur"],
+        batch_size=options["batch_size"] or simclr.default_batch_size(len(paths)),
+        max_epochs=options["max_epochs"],
+        learning_rate=float(options["learning_rate"] or 1e-3),
+        temperature=float(options["temperature"]),
+        seed=options["seed"],
+        pretrained=bool(pretrained),
+    )
+    backbone = None
+    if pretrained:
+        # Found (or refused) before the images are read: offline, the error comes at once.
+        weights = _imagenet_weights(session, pretrained, spans.get("pretrained", node.span))
+        backbone = simclr.build_backbone("imagenet")
+        simclr.load_imagenet_weights(backbone, weights)
+    dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    device = resolve_device(session.settings.device)
+    backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone,
+                                          num_workers=options["num_workers"], progress=session.progress)
+    simclr.store_simclr_model(session.models, node.name, backbone, head, config,
+                              source=f"BUILD MODEL USING SimCLR AS {step.source}",
+                              overwrite=options["overwrite"], span=node.span)
+    session.notify(_simclr_summary(node.name, config, len(paths), report))
+    return None
+
+
+def _fit_simclr(session, step, info) -> None:
+    from ..models import resolve_device, simclr
+
+    node, options = step.statement, step.options
+    _refuse(options, CLIP_ONLY, "a SimCLR model", node)
+    _keep_architecture(options, info, SIMCLR_ARCHITECTURE, node)
+    backbone, head, stored = simclr.read_simclr_model(info)
+    changes = {name: options.get(name) for name in ("batch_size", "max_epochs", "learning_rate", "temperature",
+                                                     "seed", "min_scale", "horizontal_flip", "vertical_flip",
+                                                     "rotation", "color_jitter", "blur")}
+    config = simclr.with_changes(stored, **changes)
+    paths = _image_paths(session, step, options["image_col"] or "image_path")
+    dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    device = resolve_device(session.settings.device)
+    backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone, head=head,
+                                          num_workers=options["num_workers"], progress=session.progress)
+    simclr.store_simclr_model(session.models, node.name, backbone, head, config,
+                              source=f"FIT MODEL USING {info.name} AS {step.source}",
+                              overwrite=options["overwrite"], span=node.span,
+                              extra_options={"fitted_from": info.name})
+    session.notify(_simclr_summary(node.name, config, len(paths), report))
+    return None
+
+
+def _imagenet_weights(session, pretrained, span) -> Path:
+    from ..models import simclr
+
+    if pretrained is True:
+        return simclr.resolve_imagenet_weights(offline=session.settings.offline, progress=session.progress,
+                                               span=span)
+    path = session.resolve_path(pretrained)
+    if not path.is_file():
+        raise ModelError(
+            f"pretrained weights file not found: {pretrained}",
+            span=span,
+            hint="relative paths start at the workspace folder; pretrained=True uses torchvision's "
+            "ResNet-18 ImageNet weights",
+        )
+    return path
+
+
+def _simclr_summary(name, config, count, report) -> str:
+    return (
+        f"model '{name}': SimCLR ResNet-18 ({config.stem} stem, {config.input_size} px, {config.color}) "
+        f"trained on {count:,} images for {_epochs(report.epochs)} ({report.steps:,} steps of "
+        f"{config.batch_size}), final loss {report.last_loss:.3f}, in {report.seconds:.0f} s"
+    )
+
+
+# -- CLIP ---------------------------------------------------------------------------------------
+
+
+def _build_clip(session, step) -> None:
+    from ..models import clip, clip_training
+
+    node, options = step.statement, step.options
+    paths, texts = _image_caption_pairs(session, step, options["image_col"], options["text_col"])
+    pretrained = options["pretrained"]
+    tag = None
+    if pretrained is None or pretrained is False:
+        arch, config, model, tokenizer = clip_training.new_clip_model(options["arch"], seed=options["seed"])
+    else:
+        arch, tag, config, weights = _clip_weights(session, options, node)
+        model, _, tokenizer = clip.build_open_clip(arch, config, "cpu", checkpoint=weights,
+                                                   preprocess_cfg=clip.tag_preprocess_cfg(arch, tag))
+    settings = clip_training.ClipTrainingConfig(
+        max_epochs=options["max_epochs"],
+        batch_size=options["batch_size"],
+        learning_rate=float(options["learning_rate"] or clip_training.default_learning_rate(tag is not None
+                                                                                            or bool(pretrained))),
+        seed=options["seed"],
+    )
+    model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
+    origin = {"fine_tuned_from": tag or str(pretrained)} if pretrained not in (None, False) else {}
+    # pretrained=None in the store: the weights are no longer the published ones, and GET must
+    # never take them for those (weights.resolve_weights looks for stored models by tag).
+    clip.store_clip_model(session.models, node.name, model, arch=arch, config=config, pretrained=None,
+                          source=f"BUILD MODEL USING CLIP AS {step.source}", overwrite=options["overwrite"],
+                          extra_options={"training": settings.to_options(), **origin}, span=node.span)
+    session.notify(_clip_summary(node.name, arch, len(paths), report, settings))
+    return None
+
+
+def _fit_clip(session, step, info) -> None:
+    import json
+
+    from ..models import clip, clip_training
+
+    node, options = step.statement, step.options
+    _refuse(options, SIMCLR_ONLY, "a CLIP model", node)
+    _keep_architecture(options, info, CLIP_ARCHITECTURE, node)
+    paths, texts = _image_caption_pairs(session, step, options["image_col"] or "image_path",
+                                        options["text_col"] or "text")
+    adapter = clip.load(info, "cpu")
+    config_file = Path(info.path) / clip.CONFIG_FILE
+    config = json.loads(config_file.read_text()) if config_file.is_file() else clip.model_config(info.arch)
+    stored = info.options.get("training", {})
+    published = bool(info.options.get("pretrained") or info.options.get("fine_tuned_from"))
+    settings = clip_training.ClipTrainingConfig(
+        max_epochs=options["max_epochs"] or stored.get("max_epochs", 5),
+        batch_size=options["batch_size"] or stored.get("batch_size", 64),
+        learning_rate=float(options["learning_rate"] or (clip_training.default_learning_rate(True) if published
+                                                        else stored.get("learning_rate", 1e-3))),
+        seed=options["seed"] if options["seed"] is not None else stored.get("seed", 0),
+    )
+    model, report = _train_clip(session, step, adapter.model, adapter.tokenizer, paths, texts, settings, options)
+    extra = {"training": settings.to_options(), "fitted_from": info.name}
+    if published:
+        extra["fine_tuned_from"] = info.options.get("fine_tuned_from") or info.options.get("pretrained")
+    clip.store_clip_model(session.models, node.name, model, arch=info.arch, config=config, pretrained=None,
+                          source=f"FIT MODEL USING {info.name} AS {step.source}", overwrite=options["overwrite"],
+                          extra_options=extra, span=node.span)
+    session.notify(_clip_summary(node.name, info.arch, len(paths), report, settings))
+    return None
+
+
+def _train_clip(session, step, model, tokenizer, paths, texts, settings, options):
+    from ..models import clip_training, resolve_device
+
+    preprocess = clip_training.training_preprocess(model)
+    side = clip_training.input_side(model)
+    dataset = _training_images(
+        session, step, paths,
+        lambda paths: clip_training.CaptionedImages(paths, texts, preprocess, tokenizer, input_size=side,
+                                              progress=session.progress),
+    )
+    device = resolve_device(session.settings.device)
+    return clip_training.train_clip(model, dataset, settings, device=device, num_workers=options["num_workers"],
+                                    progress=session.progress)
+
+
+def _clip_weights(session, options, node):
+    """``(arch, tag, config, weight file)`` of the weights BUILD MODEL ... USING CLIP fine-tunes:
+    a file (of ``arch``, default the small one), or published weights: a tag, or True for the
+    tag GET THANOSQL MODEL clip uses (ViT-B-32, 'openai') or the first tag of ``arch``."""
+    from ..models import clip, clip_training
+    from ..models.catalog import get_prebuilt
+    from ..models.weights import open_clip_source, resolve_weights
+
+    spans = options["_spans"]
+    span = spans.get("pretrained", node.span)
+    default = get_prebuilt("clip")
+    arch = options["arch"] or default.arch
+    pretrained = options["pretrained"]
+    if isinstance(pretrained, str) and _looks_like_file(pretrained):
+        # A weight file is of the architecture named, by default the small one BUILD trains.
+        path = session.resolve_path(pretrained)
+        if not path.is_file():
+            raise ModelError(f"pretrained weights file not found: {pretrained}", span=span,
+                             hint="relative paths start at the workspace folder")
+        if options["arch"] is None:
+            return clip_training.SMALL_ARCH, None, clip.model_config(clip_training.SMALL_ARCH,
+                                                                     clip_training.SMALL_CONFIG), path
+        return arch, None, clip.model_config(arch, span=spans.get("arch", node.span)), path
+    if pretrained is True:
+        tag = default.pretrained if arch == default.arch else _first_tag(arch, span)
+    else:
+        tag = pretrained
+    source = open_clip_source(arch, tag, span=span)
+    resolved = resolve_weights(source, store=session.models, offline=session.settings.offline,
+                               progress=session.progress, span=span)
+    return arch, tag, clip.tag_config(arch, tag), resolved.path
+
+
+def _first_tag(arch: str, span) -> str:
+    from ..models.clip import import_open_clip
+
+    tags = import_open_clip().list_pretrained_tags_by_model(arch)
+    if not tags:
+        raise ModelError(f"open_clip publishes no weights for architecture '{arch}'", span=span,
+                         hint="train it from scratch (leave pretrained out), or give pretrained='path/to/weights.pt'")
+    return tags[0]
+
+
+def _looks_like_file(value: str) -> bool:
+    return "/" in value or "\\" in value or value.lower().endswith(PRETRAINED_FILE_ENDINGS)
+
+
+def _clip_summary(name, arch, count, report, settings) -> str:
+    return (
+        f"model '{name}': CLIP {arch} trained on {count:,} image-caption pairs for {_epochs(report.epochs)} "
+        f"({report.steps:,} steps of {settings.batch_size}), final loss {report.last_loss:.3f}, "
+        f"in {report.seconds:.0f} s"
+    )
+
+
+# -- shared -------------------------------------------------------------------------------------
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def _check_numbers(options, node) -> None:
+    spans = options["_spans"]
+    limits = {
+        "max_epochs": (1, None), "batch_size": (2, None), "input_size": (8, 4096), "num_workers": (0, 64),
+        "learning_rate": (0, None), "temperature": (0, None), "min_scale": (0, 1), "rotation": (0, 180),
+    }
+    for name, (least, most) in limits.items():
+        value = options.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        exclusive = name in ("learning_rate", "temperature", "min_scale")
+        too_small = value <= least if exclusive else value < least
+        if too_small or (most is not None and value > most):
+            bounds = f"above {least}" if exclusive else f"at least {least}"
+            if most is not None:
+                bounds += f" and at most {most}"
+            raise PlanError(f"{name} must be {bounds}, not {value}", span=spans.get(name, node.span))
+
+
+def _refuse(options, names, what, node) -> None:
+    for name in names:
+        if name in options["_given"]:
+            raise PlanError(
+                f"option '{name}' does not apply to {what}",
+                span=options["_spans"].get(name, node.span),
+                hint=f"model '{node.base_model}' is {what}; leave '{name}' out",
+            )
+
+
+def _keep_architecture(options, info, names, node) -> None:
+    for name in names:
+        stored = info.arch if name == "arch" else info.options.get(name)
+        if name in options["_given"] and options[name] != stored:
+            raise PlanError(
+                f"FIT MODEL keeps the {name} of model '{info.name}' ({stored!r}); "
+                f"it cannot become {options[name]!r}",
+                span=options["_spans"].get(name, node.span),
+                hint=f"leave '{name}' out, or BUILD MODEL a new model to change it",
+            )
+
+
+def _rows(session, step, columns: dict[str, str]):
+    """The AS query's rows, after checking that they have ``columns`` (option -> column name): a
+    PlanError listing the columns there are, with the nearest, for one that is missing."""
+    node, options = step.statement, step.options
+    rows = session.query(step.source, node)
+    for option, column in columns.items():
+        if column not in rows.column_names:
+            raise PlanError(
+                f"column '{column}' not found in the rows {_words(node)} reads",
+                span=options["_spans"].get(option, node.span),
+                hint=choices_hint(column, rows.column_names, "columns") + f" (set {option}=...)",
+            )
+    return rows
+
+
+def _image_paths(session, step, column: str) -> list[str]:
+    """Image paths of the AS query's rows as written (rows without one are left out, with a
+    notice)."""
+    rows = _rows(session, step, {"image_col": column})
+    values = rows.column(column).to_pylist()
+    kept = _strings(values, column, "image_col", step)
+    _report_left_out(session, len(values) - len(kept), len(values), f"no {column}")
+    _enough(len(kept), step.statement, "images")
+    return [values[index] for index in kept]
+
+
+def _image_caption_pairs(session, step, image_column: str, text_column: str) -> tuple[list[str], list[str]]:
+    """Image paths as written and their captions, for the rows that have both."""
+    rows = _rows(session, step, {"image_col": image_column, "text_col": text_column})
+    images = rows.column(image_column).to_pylist()
+    texts = rows.column(text_column).to_pylist()
+    kept = [index for index in _strings(images, image_column, "image_col", step)
+            if texts[index] is not None and str(texts[index]).strip()]
+    _report_left_out(session, len(images) - len(kept), len(images), f"no {image_column} or no {text_column}")
+    _enough(len(kept), step.statement, "image-caption pairs")
+    return [images[index] for index in kept], [str(texts[index]) for index in kept]
+
+
+def _strings(values, column, option, step) -> list[int]:
+    node = step.statement
+    kept = []
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise PlanError(
+                f"column '{column}' holds {type(value).__name__} values, not image paths "
+                f"(row {index + 1}: {value!r})",
+                span=step.options["_spans"].get(option, node.span),
+            )
+        kept.append(index)
+    return kept
+
+
+def _report_left_out(session, count: int, total: int, why: str) -> None:
+    if count:
+        session.notify(f"{count:,} of {total:,} rows have {why}; they were left out of training")
+
+
+def _enough(count: int, node, what: str) -> None:
+    if count < 2:
+        raise PlanError(
+            f"{_words(node)} needs at least 2 {what} to learn from, and the AS query gives {count}",
+            span=node.span,
+            hint="contrastive training compares each image with the others of its batch",
+        )
+
+
+def _training_images(session, step, written, make):
+    """``make(paths)`` (a dataset that opens every image) on the absolute paths of ``written``,
+    with an unreadable image reported as a DatasetError naming it as the table does."""
+    from ..models.images import ImageReadError
+
+    paths = [str(session.resolve_path(value)) for value in written]
+    try:
+        return make(paths)
+    except ImageReadError as exc:
+        raise DatasetError(
+            f"cannot read image '{written[exc.index]}' (training image {exc.index + 1} of {len(paths)}): "
+            f"{exc.reason}",
+            span=step.statement.span,
+            hint="relative paths start at the workspace folder; leave the row out of the AS query "
+            "(WHERE ...) to train without it",
+        ) from exc
+
+
+def _words(node) -> str:
+    from .. import nodes
+
+    if isinstance(node, nodes.FitModel):
+        return "FIT MODEL"
+    return f"BUILD MODEL ... USING {node.algorithm}"
