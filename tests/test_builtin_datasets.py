@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thanosql.datasets.builtin import COLOURS, COUNTS, generate_digits, generate_shapes
+from thanosql.datasets.builtin import BACKGROUNDS, COLOURS, COUNTS, generate_digits, generate_shapes
 
 WORDS_TO_COUNT = {word: number for number, word in COUNTS.items()}
 CAPTION = re.compile(
@@ -145,8 +145,8 @@ def test_shapes_have_the_columns_of_unsplash_data_and_a_train_test_split(shapes)
         assert row["photo_image_url"] == ""
 
 
-def _nearest_colour(rgb: np.ndarray) -> str:
-    return min(COLOURS, key=lambda name: float(np.sum((np.asarray(COLOURS[name]) - rgb) ** 2)))
+def _nearest_colour(rgb: np.ndarray, palette: dict = COLOURS) -> str:
+    return min(palette, key=lambda name: float(np.sum((np.asarray(palette[name]) - rgb) ** 2)))
 
 
 def _components(mask: np.ndarray, smallest: int = 6) -> list[list[tuple[int, int]]]:
@@ -179,7 +179,7 @@ def _read_scene(path: Path) -> dict:
     core = distance > 0.6 * distance.max()
     ys, xs = np.nonzero(distance > 70)
     return {
-        "background": _nearest_colour(background),
+        "background": _nearest_colour(background, BACKGROUNDS),
         "colour": _nearest_colour(image[core].mean(axis=0)),
         "count": len(objects),
         "centre": (xs.mean() / image.shape[1], ys.mean() / image.shape[0]),
@@ -229,7 +229,9 @@ def test_the_captions_cover_every_shape_colour_count_and_position(shapes):
     assert {m["colour"] for m in said} == set(COLOURS)
     assert {m["count"] for m in said} == {"a", "two", "three"}
     assert len({m["position"] for m in said}) == 5
-    assert all(m["colour"] != m["background"] for m in said)
+    assert {m["background"] for m in said} == set(BACKGROUNDS)
+    # A colour word names the objects only: backgrounds have words of their own.
+    assert not set(COLOURS) & set(BACKGROUNDS)
 
 
 def test_shapes_are_square_rgb_jpegs_of_the_asked_size(tmp_path):

@@ -79,7 +79,7 @@ def test_each_stem_gives_512_pooled_features_and_keeps_the_resolution_it_promise
 
 def test_without_flips_a_view_of_a_whole_image_is_never_mirrored(tmp_path):
     image = Image.open(bars(tmp_path, 2, size=16)[0]).convert("RGB")  # a bar off the centre: its mirror differs
-    config = small_config(min_scale=1.0, color_jitter=False)
+    config = small_config(min_scale=1.0, color_jitter=False, rotation=0)
     reference = simclr.EvalTransform(config)(image)
     mirrored = torch.flip(reference, dims=[-1])
     assert not torch.equal(reference, mirrored)

@@ -16,15 +16,17 @@ from typing import Any, Sequence
 from ..errors import ModelError
 from .images import ImageReadError, _read_errors, describe_failure, open_image
 
-# The default architecture when BUILD MODEL ... USING CLIP names none: a ViT of 64-pixel images in
-# 8x8 patches (64 tokens), 4 layers of width 128, and a 3-layer text transformer over 32 tokens of
-# open_clip's tokenizer; 128-d embeddings. About 9M parameters (6M of them the token table, which
-# costs little per step): an epoch of 1,000 captioned pictures takes seconds on two cores, and a
-# few epochs learn colours, shapes, counts and positions (tests/test_quality.py).
+# The default architecture when BUILD MODEL ... USING CLIP names none: open_clip's modified ResNet
+# (CLIP's own convolutional tower, one block per stage, width 32) on 64-pixel images, and a 3-layer
+# text transformer of width 128 over 32 tokens of open_clip's tokenizer; 128-d embeddings. On the
+# built-in shapes (1,000 captioned pictures, two cores) five epochs take about 40 s. Measured
+# against a ViT of the same width in 8x8 patches (bench/train.py): the ViT took as long, and
+# retrieved the right colour for a held-out caption far less often (0.81 of the top 5 against
+# 0.98); larger images (96, 128 pixels) and more epochs (up to 20) changed little.
 SMALL_ARCH = "clip-small"
 SMALL_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3},
 }
 
@@ -39,7 +41,7 @@ class ClipTrainingConfig:
     on weight matrices only, ``batch_size`` pairs per step, ``max_epochs`` passes."""
 
     max_epochs: int = 5
-    batch_size: int = 64
+    batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 0.1
     seed: int = 0

@@ -210,7 +210,7 @@ def _fit_clip(session, step, info) -> None:
     published = bool(info.options.get("pretrained") or info.options.get("fine_tuned_from"))
     settings = clip_training.ClipTrainingConfig(
         max_epochs=options["max_epochs"] or stored.get("max_epochs", 5),
-        batch_size=options["batch_size"] or stored.get("batch_size", 64),
+        batch_size=options["batch_size"] or stored.get("batch_size", 32),
         learning_rate=float(options["learning_rate"] or (clip_training.default_learning_rate(True) if published
                                                         else stored.get("learning_rate", 1e-3))),
         seed=options["seed"] if options["seed"] is not None else stored.get("seed", 0),

@@ -1,0 +1,169 @@
+"""How good a trained model's search is, measured through SQL on the built-in datasets.
+
+Used by bench/train.py (figures for the README) and tests/test_quality.py (the claims those
+figures support). Everything goes through a real session: GET THANOSQL DATASET, COPY, BUILD MODEL,
+CONVERT; only the scoring of the embeddings is done here, with NumPy.
+
+Digits (SimCLR): precision at 4 of the 200 held-out digits, each one searching the other 199:
+the share of its 4 most similar (cosine) that carry its label. References in the same run: raw
+pixels, and the same ResNet-18 with its random initial weights (stored as a model and converted
+through the same CONVERT).
+
+Shapes (CLIP): for every distinct "<count> <colour> <shape>" of the 200 held-out pictures (the
+model never saw them or their captions), the text query in those words ("two red circles")
+against the held-out pictures: the share of the top 5 whose caption has that colour, that
+shape, that count. Chance is 1/6 for the colour, 1/5 for the shape, 1/3 for the count.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+CAPTION = re.compile(r"^(?P<count>a|two|three) (?P<colour>\w+) (?P<noun>\w+) ")
+QUERY_IMAGE = "thanosql-dataset/digits_data/test/923.jpg"
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """For each row, the indices of its ``k`` most cosine-similar other rows, best first."""
+    unit = _unit(embeddings)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+
+
+def precision_at_k(embeddings: np.ndarray, labels, k: int = 4) -> float:
+    """Mean share, over the rows, of their ``k`` nearest other rows that carry their label."""
+    labels = np.asarray(labels)
+    return float((labels[nearest(embeddings, k)] == labels[:, None]).mean())
+
+
+def pixels(session, paths) -> np.ndarray:
+    """Raw gray pixels of each image, as rows."""
+    from PIL import Image
+
+    return np.stack([
+        np.asarray(Image.open(session.resolve_path(path)).convert("L"), dtype=np.float32).ravel() for path in paths
+    ])
+
+
+def embeddings(session, table: str, column: str = "convert_result") -> np.ndarray:
+    return np.stack(session.query(f"SELECT {column} FROM {table} ORDER BY image_path").column(column).to_numpy(
+        zero_copy_only=False))
+
+
+@dataclass
+class DigitsReport:
+    trained: float
+    untrained: float
+    pixels: float
+    neighbours_of_923: list[int]
+    train_seconds: float
+
+
+def load_digits(session) -> None:
+    session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
+    session.execute("COPY digits_train OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_train.csv'")
+    session.execute("COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'")
+
+
+def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
+    """Train SimCLR on digits_train with ``options`` (an OPTIONS list) and score it on digits_test
+    against pixels and the untrained network."""
+    from thanosql.models import simclr
+
+    load_digits(session)
+    started = time.perf_counter()
+    session.execute(f"BUILD MODEL digits_simclr USING SimCLR OPTIONS (image_col='image_path', overwrite=True, "
+                    f"{options}) AS SELECT * FROM digits_train")
+    train_seconds = time.perf_counter() - started
+    trained = session.models.get("digits_simclr")
+    _, _, config = simclr.read_simclr_model(trained)
+    import torch
+
+    torch.manual_seed(config.seed)
+    untrained = simclr.build_backbone(config.stem).eval()
+    simclr.store_simclr_model(session.models, "digits_untrained", untrained, simclr.build_head(), config,
+                              overwrite=True)
+    scores = {}
+    for model in ("digits_simclr", "digits_untrained"):
+        session.execute(f"CREATE OR REPLACE TABLE {model}_test AS SELECT * FROM (CONVERT USING {model} "
+                        f"OPTIONS (image_col='image_path') AS SELECT * FROM digits_test)")
+        scores[model] = embeddings(session, f"{model}_test")
+    rows = session.query("SELECT image_path, label FROM digits_test ORDER BY image_path")
+    paths, labels = rows.column("image_path").to_pylist(), np.asarray(rows.column("label").to_pylist())
+    query = paths.index(QUERY_IMAGE)
+    return DigitsReport(
+        trained=precision_at_k(scores["digits_simclr"], labels),
+        untrained=precision_at_k(scores["digits_untrained"], labels),
+        pixels=precision_at_k(pixels(session, paths), labels),
+        neighbours_of_923=labels[nearest(scores["digits_simclr"], 4)[query]].tolist(),
+        train_seconds=train_seconds,
+    )
+
+
+@dataclass
+class ShapesReport:
+    colour: float
+    shape: float
+    count: float
+    all_three: float
+    queries: int
+    train_seconds: float
+
+
+def caption_words(caption: str) -> tuple[str, str, str]:
+    """("two", "red", "circle") of "two red circles on the left of a white background"."""
+    found = CAPTION.match(caption)
+    if not found:
+        raise ValueError(f"not a shapes caption: {caption!r}")
+    noun = found["noun"]
+    shape = noun[:-2] if noun.endswith("sses") else noun[:-1] if noun.endswith("s") and found["count"] != "a" else noun
+    return found["count"], found["colour"], shape
+
+
+def query_words(count: str, colour: str, shape: str) -> str:
+    if count == "a":
+        return f"a {colour} {shape}"
+    return f"{count} {colour} {'crosses' if shape == 'cross' else shape + 's'}"
+
+
+def load_shapes(session) -> None:
+    session.execute("GET THANOSQL DATASET shapes_data OPTIONS (overwrite=True)")
+    for table in ("shapes_train", "shapes_test"):
+        session.execute(f"COPY {table} OPTIONS (if_exists='replace') FROM 'thanosql-dataset/shapes_data/{table}.csv'")
+
+
+def shapes_report(session, options: str = "max_epochs=5", k: int = 5) -> ShapesReport:
+    """Train CLIP on shapes_train's captions with ``options`` and score text queries on shapes_test."""
+    load_shapes(session)
+    started = time.perf_counter()
+    session.execute(f"BUILD MODEL shapes_clip USING CLIP OPTIONS (image_col='image_path', text_col='ai_description', "
+                    f"overwrite=True, {options}) AS SELECT * FROM shapes_train")
+    train_seconds = time.perf_counter() - started
+    session.execute("CREATE OR REPLACE TABLE shapes_clip_test AS SELECT * FROM (CONVERT USING shapes_clip "
+                    "OPTIONS (image_col='image_path') AS SELECT * FROM shapes_test)")
+    images = embeddings(session, "shapes_clip_test")
+    captions = session.query("SELECT ai_description FROM shapes_clip_test ORDER BY image_path").column(
+        "ai_description").to_pylist()
+    seen = [caption_words(caption) for caption in captions]
+    wanted = sorted(set(seen))
+    texts = session.model("shapes_clip").embed_texts([query_words(*words) for words in wanted])
+    top = np.argsort(-(_unit(texts) @ _unit(images).T), axis=1, kind="stable")[:, :k]
+    hits = np.array([[[seen[j][part] == words[part] for part in range(3)] for j in row] for words, row in zip(wanted, top)])
+    return ShapesReport(
+        count=float(hits[..., 0].mean()),
+        colour=float(hits[..., 1].mean()),
+        shape=float(hits[..., 2].mean()),
+        all_three=float(hits.all(axis=2).mean()),
+        queries=len(wanted),
+        train_seconds=train_seconds,
+    )
