@@ -9,10 +9,12 @@ the share of its 4 most similar (cosine) that carry its label. References in the
 pixels, and the same ResNet-18 with its random initial weights (stored as a model and converted
 through the same CONVERT).
 
-Shapes (CLIP): for every distinct "<count> <colour> <shape>" of the 200 held-out pictures (the
-model never saw them or their captions), the text query in those words ("two red circles")
-against the held-out pictures: the share of the top 5 whose caption has that colour, that
-shape, that count. Chance is 1/6 for the colour, 1/5 for the shape, 1/3 for the count.
+Shapes (CLIP), on the 200 held-out pictures (the model never saw them or their captions):
+recall at 5, the share of held-out captions whose own picture is among the 5 most similar of
+the 200 (chance: 5/200); and for every distinct "<count> <colour> <shape>" among them, the text
+query in those words ("two red circles"): the share of its top 5 whose caption has that colour,
+that shape, that count (chance: 1/6, 1/5, 1/3). The reference in the same run is the same
+architecture with its random initial weights, stored and converted the same way.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
 
 @dataclass
 class ShapesReport:
+    recall_at_5: float
     colour: float
     shape: float
     count: float
@@ -142,24 +145,42 @@ def load_shapes(session) -> None:
         session.execute(f"COPY {table} OPTIONS (if_exists='replace') FROM 'thanosql-dataset/shapes_data/{table}.csv'")
 
 
-def shapes_report(session, options: str = "max_epochs=5", k: int = 5) -> ShapesReport:
-    """Train CLIP on shapes_train's captions with ``options`` and score text queries on shapes_test."""
+def shapes_report(session, options: str = "max_epochs=5", k: int = 5) -> tuple[ShapesReport, ShapesReport]:
+    """Train CLIP on shapes_train's captions with ``options``; score it and the same architecture
+    untrained on shapes_test: ``(trained, untrained)``."""
+    from thanosql.models import clip, clip_training
+
     load_shapes(session)
     started = time.perf_counter()
     session.execute(f"BUILD MODEL shapes_clip USING CLIP OPTIONS (image_col='image_path', text_col='ai_description', "
                     f"overwrite=True, {options}) AS SELECT * FROM shapes_train")
     train_seconds = time.perf_counter() - started
-    session.execute("CREATE OR REPLACE TABLE shapes_clip_test AS SELECT * FROM (CONVERT USING shapes_clip "
+    trained = session.models.get("shapes_clip")
+    arch, config, model, _ = clip_training.new_clip_model(None)
+    clip.store_clip_model(session.models, "shapes_clip_untrained", model.eval(), arch=arch, config=config,
+                          pretrained=None, overwrite=True)
+    reports = []
+    for name in ("shapes_clip", "shapes_clip_untrained"):
+        reports.append(_score_clip(session, name, k, train_seconds if name == trained.name else 0.0))
+    return reports[0], reports[1]
+
+
+def _score_clip(session, model: str, k: int, train_seconds: float) -> ShapesReport:
+    session.execute(f"CREATE OR REPLACE TABLE {model}_test AS SELECT * FROM (CONVERT USING {model} "
                     "OPTIONS (image_col='image_path') AS SELECT * FROM shapes_test)")
-    images = embeddings(session, "shapes_clip_test")
-    captions = session.query("SELECT ai_description FROM shapes_clip_test ORDER BY image_path").column(
+    images = _unit(embeddings(session, f"{model}_test"))
+    captions = session.query(f"SELECT ai_description FROM {model}_test ORDER BY image_path").column(
         "ai_description").to_pylist()
+    adapter = session.model(model)
+    own = np.argsort(-(_unit(adapter.embed_texts(captions)) @ images.T), axis=1, kind="stable")[:, :k]
+    recall = float(np.mean([index in row for index, row in enumerate(own)]))
     seen = [caption_words(caption) for caption in captions]
     wanted = sorted(set(seen))
-    texts = session.model("shapes_clip").embed_texts([query_words(*words) for words in wanted])
-    top = np.argsort(-(_unit(texts) @ _unit(images).T), axis=1, kind="stable")[:, :k]
+    texts = _unit(adapter.embed_texts([query_words(*words) for words in wanted]))
+    top = np.argsort(-(texts @ images.T), axis=1, kind="stable")[:, :k]
     hits = np.array([[[seen[j][part] == words[part] for part in range(3)] for j in row] for words, row in zip(wanted, top)])
     return ShapesReport(
+        recall_at_5=recall,
         count=float(hits[..., 0].mean()),
         colour=float(hits[..., 1].mean()),
         shape=float(hits[..., 2].mean()),
