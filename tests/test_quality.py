@@ -45,10 +45,14 @@ def test_one_epoch_of_simclr_finds_digits_of_the_same_label_better_than_pixels_a
 
 
 @pytest.mark.slow
-def test_clip_trained_in_sql_finds_the_colour_and_count_of_held_out_captions(session):
-    report = shapes_report(session, "max_epochs=5")
+def test_clip_trained_in_sql_finds_held_out_pictures_by_caption_colour_and_count(session):
+    trained, untrained = shapes_report(session, "max_epochs=5")
 
-    # Chance: 1/6 for the colour, 1/3 for the count.
-    assert report.colour >= 0.9, report
-    assert report.count >= 0.55, report
-    assert report.queries >= 50, report
+    # A held-out caption finds its own picture among the 200 (chance: 5 in 200), and short
+    # queries ("two red circles") find the colour and the count (chance: 1/6 and 1/3). Seeds 0-2
+    # measured recall 0.945-0.975, colour 0.98-1.00, count 0.61-0.69; untrained 0.035, 0.14, 0.33.
+    assert trained.recall_at_5 >= 0.85, trained
+    assert trained.recall_at_5 >= untrained.recall_at_5 + 0.5, (trained, untrained)
+    assert trained.colour >= 0.9 and trained.colour >= untrained.colour + 0.5, (trained, untrained)
+    assert trained.count >= 0.5 and trained.count >= untrained.count + 0.15, (trained, untrained)
+    assert trained.queries >= 50, trained
