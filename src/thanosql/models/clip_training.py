@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ModelError
-from .images import ImageReadError, _read_errors, describe_failure, open_image
+from .images import decode_for_training, read_training_images
 
 # The default architecture when BUILD MODEL ... USING CLIP names none: open_clip's modified ResNet
 # (CLIP's own convolutional tower, one block per stage, width 32) on 64-pixel images, and a 3-layer
 # text transformer of width 128 over 32 tokens of open_clip's tokenizer; 128-d embeddings. On the
-# built-in shapes (1,000 captioned pictures, two cores) five epochs take about 40 s. Measured
-# against a ViT of the same width in 8x8 patches (bench/train.py): the ViT took as long, and
-# retrieved the right colour for a held-out caption far less often (0.81 of the top 5 against
-# 0.98); larger images (96, 128 pixels) and more epochs (up to 20) changed little.
+# built-in shapes (1,000 captioned pictures, two cores) five epochs take about 40 s. Chosen by
+# measuring, on the held-out shapes (bench/quality.py's scoring), against a ViT of width 128 in
+# 8x8 patches: the ViT took as long and put the queried colour in the top 5 far less often
+# (0.81 against 0.98). Larger images (96, 128 pixels) and more epochs (up to 20) changed little.
 SMALL_ARCH = "clip-small"
 SMALL_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
@@ -89,45 +89,10 @@ class CaptionedImages:
         self.input_size = input_size
         self.tokens = tokenizer([str(text) for text in texts])
         keep = len(self.paths) * 3 * (2 * input_size) ** 2 <= CACHE_BYTES
-        self.images = self._read_all(progress, keep)
-
-    def _read_all(self, progress, keep: bool):
-        from PIL import Image
-
-        bar = progress(total=len(self.paths), desc="reading images", unit="img") if progress else None
-        images = []
-        try:
-            for index, path in enumerate(self.paths):
-                try:
-                    if keep:
-                        images.append(self._decoded(path))
-                    else:
-                        with Image.open(path) as image:
-                            image.verify()
-                except _read_errors() as exc:
-                    reason = describe_failure(exc)
-                    raise ImageReadError(f"cannot read image '{path}': {reason}", path=path, index=index,
-                                         reason=reason) from exc
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-        return images if keep else None
+        self.images = read_training_images(self.paths, self._decoded, keep=keep, progress=progress)
 
     def _decoded(self, path: str):
-        # The short side is kept at most twice the input side: the random crop then still
-        # resizes down, and 25,000 photos fit in memory.
-        from PIL import Image
-
-        with open_image(path, self.input_size) as image:
-            image = image.convert("RGB")
-        side = 2 * self.input_size
-        if min(image.size) > side:
-            scale = side / min(image.size)
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                 Image.Resampling.BILINEAR)
-        return image
+        return decode_for_training(path, self.input_size)
 
     def __len__(self) -> int:
         return len(self.paths)

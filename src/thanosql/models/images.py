@@ -82,6 +82,50 @@ def open_image(path: str | Path, input_size: int | None = None):
     return image
 
 
+def decode_for_training(path: str | Path, input_size: int, color: str = "rgb"):
+    """The image at ``path`` in ``color`` ('rgb', or 'gray': one channel repeated thrice), its
+    short side shrunk to at most twice ``input_size``: random crops then still resize down,
+    never up from a thumbnail, and tens of thousands of photos fit in memory."""
+    from PIL import Image
+
+    with open_image(path, input_size) as image:
+        image = image.convert("L").convert("RGB") if color == "gray" else image.convert("RGB")
+    side = 2 * input_size
+    if min(image.size) > side:
+        scale = side / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BILINEAR)
+    return image
+
+
+def read_training_images(paths: Sequence[str], decode, *, keep: bool, progress=None) -> list | None:
+    """Open every image of a training set before training starts, so that an unreadable one fails
+    at once (ImageReadError naming it) rather than after minutes: ``decode(path)`` of each when
+    ``keep`` (the list), else only a check that each opens (None)."""
+    from PIL import Image
+
+    bar = progress(total=len(paths), desc="reading images", unit="img") if progress else None
+    images = []
+    try:
+        for index, path in enumerate(paths):
+            try:
+                if keep:
+                    images.append(decode(path))
+                else:
+                    with Image.open(path) as image:
+                        image.verify()
+            except _read_errors() as exc:
+                reason = describe_failure(exc)
+                raise ImageReadError(f"cannot read image '{path}': {reason}", path=path, index=index,
+                                     reason=reason) from exc
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return images if keep else None
+
+
 def describe_failure(exc: BaseException) -> str:
     """A short reason for a failed image: 'file not found', 'not an image', or the error text."""
     from PIL import UnidentifiedImageError

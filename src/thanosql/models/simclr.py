@@ -18,13 +18,14 @@ import math
 import os
 import random
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import ModelError, Span
-from .images import ImageReadError, describe_failure, embed_image_batches, open_image, _read_errors
+from .images import decode_for_training, embed_image_batches, read_training_images, _read_errors
 from .store import ModelInfo, ModelStore
 
 ARCH = "resnet18"
@@ -315,18 +316,8 @@ class EvalTransform:
 
 
 def _decoded(path: str, config: SimCLRConfig):
-    """The image at ``path`` in the model's colour mode, shrunk so that its short side is at most
-    twice the input size (random crops then still resize down, never up from a thumbnail)."""
-    from PIL import Image
-
-    with open_image(path, config.input_size) as image:
-        image = _to_color(image, config.color)
-    side = 2 * config.input_size
-    if min(image.size) > side:
-        scale = side / min(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
-    return image
+    """The image at ``path`` in the model's colour mode, reduced (images.decode_for_training)."""
+    return decode_for_training(path, config.input_size, config.color)
 
 
 class TrainingImages:
@@ -344,36 +335,9 @@ class TrainingImages:
         self.paths = [str(p) for p in paths]
         self.config = config
         self.transform = two_view_transform(config)
-        self.images = None
-        estimate = len(self.paths) * 3 * (2 * config.input_size) ** 2
-        if estimate <= CACHE_BYTES:
-            self.images = self._read_all(progress, keep=True)
-        else:
-            self._read_all(progress, keep=False)
-
-    def _read_all(self, progress, keep: bool):
-        bar = progress(total=len(self.paths), desc="reading images", unit="img") if progress else None
-        images = []
-        try:
-            for index, path in enumerate(self.paths):
-                try:
-                    if keep:
-                        images.append(_decoded(path, self.config))
-                    else:
-                        from PIL import Image
-
-                        with Image.open(path) as image:
-                            image.verify()
-                except _read_errors() as exc:
-                    reason = describe_failure(exc)
-                    raise ImageReadError(f"cannot read image '{path}': {reason}", path=path, index=index,
-                                         reason=reason) from exc
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-        return images
+        keep = len(self.paths) * 3 * (2 * config.input_size) ** 2 <= CACHE_BYTES
+        self.images = read_training_images(self.paths, partial(_decoded, config=config), keep=keep,
+                                           progress=progress)
 
     def __len__(self) -> int:
         return len(self.paths)
