@@ -57,9 +57,13 @@ def pixels(session, paths) -> np.ndarray:
     ])
 
 
-def embeddings(session, table: str, column: str = "convert_result") -> np.ndarray:
-    return np.stack(session.query(f"SELECT {column} FROM {table} ORDER BY image_path").column(column).to_numpy(
-        zero_copy_only=False))
+def convert(session, model: str, table: str) -> np.ndarray:
+    """CONVERT ``table``'s images with ``model`` into the table ``<model>_<table>``; its
+    embeddings as rows, in image_path order."""
+    session.execute(f"CREATE OR REPLACE TABLE {model}_{table} AS SELECT * FROM (CONVERT USING {model} "
+                    f"OPTIONS (image_col='image_path') AS SELECT * FROM {table})")
+    column = session.query(f"SELECT convert_result FROM {model}_{table} ORDER BY image_path").column("convert_result")
+    return np.stack(column.to_numpy(zero_copy_only=False))
 
 
 @dataclass
@@ -72,6 +76,9 @@ class DigitsReport:
 
 
 def load_digits(session) -> None:
+    """digits_data's files and its two tables in the workspace (once per workspace)."""
+    if session.table_exists("digits_test"):
+        return
     session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
     session.execute("COPY digits_train OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_train.csv'")
     session.execute("COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'")
@@ -95,11 +102,7 @@ def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
     untrained = simclr.build_backbone(config.stem).eval()
     simclr.store_simclr_model(session.models, "digits_untrained", untrained, simclr.build_head(), config,
                               overwrite=True)
-    scores = {}
-    for model in ("digits_simclr", "digits_untrained"):
-        session.execute(f"CREATE OR REPLACE TABLE {model}_test AS SELECT * FROM (CONVERT USING {model} "
-                        f"OPTIONS (image_col='image_path') AS SELECT * FROM digits_test)")
-        scores[model] = embeddings(session, f"{model}_test")
+    scores = {model: convert(session, model, "digits_test") for model in ("digits_simclr", "digits_untrained")}
     rows = session.query("SELECT image_path, label FROM digits_test ORDER BY image_path")
     paths, labels = rows.column("image_path").to_pylist(), np.asarray(rows.column("label").to_pylist())
     query = paths.index(QUERY_IMAGE)
@@ -140,6 +143,9 @@ def query_words(count: str, colour: str, shape: str) -> str:
 
 
 def load_shapes(session) -> None:
+    """shapes_data's files and its train/test tables in the workspace (once per workspace)."""
+    if session.table_exists("shapes_test"):
+        return
     session.execute("GET THANOSQL DATASET shapes_data OPTIONS (overwrite=True)")
     for table in ("shapes_train", "shapes_test"):
         session.execute(f"COPY {table} OPTIONS (if_exists='replace') FROM 'thanosql-dataset/shapes_data/{table}.csv'")
@@ -155,21 +161,15 @@ def shapes_report(session, options: str = "max_epochs=5", k: int = 5) -> tuple[S
     session.execute(f"BUILD MODEL shapes_clip USING CLIP OPTIONS (image_col='image_path', text_col='ai_description', "
                     f"overwrite=True, {options}) AS SELECT * FROM shapes_train")
     train_seconds = time.perf_counter() - started
-    trained = session.models.get("shapes_clip")
     arch, config, model, _ = clip_training.new_clip_model(None)
     clip.store_clip_model(session.models, "shapes_clip_untrained", model.eval(), arch=arch, config=config,
                           pretrained=None, overwrite=True)
-    reports = []
-    for name in ("shapes_clip", "shapes_clip_untrained"):
-        reports.append(_score_clip(session, name, k, train_seconds if name == trained.name else 0.0))
-    return reports[0], reports[1]
+    return _score_clip(session, "shapes_clip", k, train_seconds), _score_clip(session, "shapes_clip_untrained", k, 0.0)
 
 
 def _score_clip(session, model: str, k: int, train_seconds: float) -> ShapesReport:
-    session.execute(f"CREATE OR REPLACE TABLE {model}_test AS SELECT * FROM (CONVERT USING {model} "
-                    "OPTIONS (image_col='image_path') AS SELECT * FROM shapes_test)")
-    images = _unit(embeddings(session, f"{model}_test"))
-    captions = session.query(f"SELECT ai_description FROM {model}_test ORDER BY image_path").column(
+    images = _unit(convert(session, model, "shapes_test"))
+    captions = session.query("SELECT ai_description FROM shapes_test ORDER BY image_path").column(
         "ai_description").to_pylist()
     adapter = session.model(model)
     own = np.argsort(-(_unit(adapter.embed_texts(captions)) @ images.T), axis=1, kind="stable")[:, :k]

@@ -91,6 +91,8 @@ def main(argv=None) -> int:
         load_digits(session)
         paths = [str(session.resolve_path(p)) for p in
                  session.query("SELECT image_path FROM digits_train").column("image_path").to_pylist()]
+        # Warm-up, not timed: imports (torch, torchvision, lightly) and first-call costs on both sides.
+        plain_lightly_epoch(paths[:64], 16)
         ours, plain = [], []
         for _ in range(args.repeats):
             seconds, batch_size = ours_epoch(session)

@@ -344,6 +344,9 @@ def test_an_interrupted_download_leaves_nothing_behind(tmp_path, server, workspa
         def update(self, n):
             raise KeyboardInterrupt
 
+        def close(self):
+            pass
+
     with pytest.raises(KeyboardInterrupt):
         install(manifest.get("toy_data"), manifest, workspace / "thanosql-dataset", progress=Interrupting)
 

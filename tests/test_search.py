@@ -6,7 +6,6 @@ every user error."""
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import thanosql
 from thanosql import ModelError, PlanError, similarity
 from thanosql.display import ImageGrid
 from thanosql.statements.search import QUERY_CACHE_KEY
+from seeds import SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 from tiny_clip import reference_text_embeddings, save_tiny_checkpoint
 
 MANIFEST = """\
@@ -101,51 +101,8 @@ SEED_002_SETUP = [
     "GET THANOSQL DATASET mnist_data\nOPTIONS (overwrite=True)",
     'COPY mnist_train \nOPTIONS (overwrite=True)\nFROM "thanosql-dataset/mnist_data/mnist_train.csv"',
     'COPY mnist_test \nOPTIONS (overwrite=True)\nFROM "thanosql-dataset/mnist_data/mnist_test.csv"',
-    textwrap.dedent(
-        """\
-        CONVERT USING my_image_search_model
-        OPTIONS (
-            table_name= "mnist_test",
-            image_col="image_path",
-            column_name="convert_result"
-            )
-        AS 
-        SELECT * 
-        FROM mnist_test"""
-    ),
+    SEED_002_CONVERT,
 ]
-SEED_002_SEARCH = textwrap.dedent(
-    """\
-    SEARCH IMAGE image='thanosql-dataset/mnist_data/test/923.jpg' 
-    USING my_image_search_model 
-    OPTIONS (
-        emb_col="convert_result",
-        column_name="search_result"
-        )
-    AS
-    SELECT * 
-    FROM mnist_test"""
-)
-SEED_002_PRINT = textwrap.dedent(
-    """\
-    PRINT IMAGE 
-    AS (
-        SELECT image_path, search_result 
-        FROM (
-            SEARCH IMAGE image='thanosql-dataset/mnist_data/test/923.jpg' 
-            USING my_image_search_model 
-            OPTIONS (
-                emb_col="convert_result",
-                column_name="search_result"
-                )
-            AS 
-            SELECT * 
-            FROM mnist_test
-            )
-        ORDER BY search_result DESC 
-        LIMIT 4
-        )"""
-)
 
 
 @pytest.fixture(scope="module")

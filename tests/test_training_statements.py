@@ -13,62 +13,7 @@ import pytest
 from thanosql import DatasetError, ModelError, PlanError
 from thanosql.datasets.builtin import generate_digits, generate_shapes
 
-BUILD_SEED_002 = """
-BUILD MODEL my_image_search_model
-USING SimCLR
-OPTIONS (
-    image_col="image_path",
-    max_epochs=1,
-    overwrite=True
-    )
-AS 
-SELECT * 
-FROM mnist_train
-"""
-
-CONVERT_SEED_002 = """
-CONVERT USING my_image_search_model
-OPTIONS (
-    table_name= "mnist_test",
-    image_col="image_path",
-    column_name="convert_result"
-    )
-AS 
-SELECT * 
-FROM mnist_test
-"""
-
-SEARCH_SEED_002 = """
-SEARCH IMAGE image='thanosql-dataset/mnist_data/test/923.jpg' 
-USING my_image_search_model 
-OPTIONS (
-    emb_col="convert_result",
-    column_name="search_result"
-    )
-AS
-SELECT * 
-FROM mnist_test
-"""
-
-PRINT_SEED_002 = """
-PRINT IMAGE 
-AS (
-    SELECT image_path, search_result 
-    FROM (
-        SEARCH IMAGE image='thanosql-dataset/mnist_data/test/923.jpg' 
-        USING my_image_search_model 
-        OPTIONS (
-            emb_col="convert_result",
-            column_name="search_result"
-            )
-        AS 
-        SELECT * 
-        FROM mnist_test
-        )
-    ORDER BY search_result DESC 
-    LIMIT 4
-    )
-"""
+from seeds import SEED_002_BUILD, SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 
 BUILD_CLIP = """
 BUILD MODEL shapes_clip USING CLIP
@@ -103,7 +48,7 @@ def shapes(session, generated):
 
 @pytest.fixture
 def built(digits):
-    digits.execute(BUILD_SEED_002)
+    digits.execute(SEED_002_BUILD)
     return digits
 
 
@@ -139,18 +84,18 @@ def test_seed_002_builds_converts_searches_and_prints_as_written(built, notices)
     assert notices[notices.index(summary) + 1] == "Success"
     info = built.models.get("my_image_search_model")
     assert (info.family, info.embedding_dim, info.options["input_size"]) == ("simclr", 512, 32)
-    converted = built.execute(CONVERT_SEED_002)
+    converted = built.execute(SEED_002_CONVERT)
     assert len(converted) == 20 and converted["convert_result"].map(len).eq(512).all()
     column_type = built.execute(
         "SELECT data_type FROM duckdb_columns() WHERE table_name = 'mnist_test' AND column_name = 'convert_result'"
     )
     assert column_type["data_type"].tolist() == ["FLOAT[512]"]
-    searched = built.execute(SEARCH_SEED_002)
+    searched = built.execute(SEED_002_SEARCH)
     assert list(searched["image_path"]) == list(converted["image_path"])  # every row, input order
     own = searched.loc[searched["image_path"].str.endswith("/923.jpg"), "search_result"]
     assert own.iloc[0] == pytest.approx(1.0, abs=1e-5)
     assert searched["search_result"].max() == pytest.approx(1.0, abs=1e-5)
-    assert built.execute(PRINT_SEED_002) is None
+    assert built.execute(SEED_002_PRINT) is None
 
 
 def test_build_refuses_an_existing_model_before_reading_any_image(built):
@@ -236,13 +181,13 @@ def test_training_stopped_midway_leaves_the_earlier_model_as_it_was(built, excep
     before = stored_files(built, "my_image_search_model")
     built.progress = interrupting(exception, "SimCLR")
     with pytest.raises(exception):
-        built.execute(BUILD_SEED_002)
+        built.execute(SEED_002_BUILD)
     assert stored_files(built, "my_image_search_model") == before
     assert [p.name for p in built.model_dir.iterdir()] == ["my_image_search_model"]  # no half-written folder
 
 
 def test_search_by_text_with_a_simclr_model_says_it_needs_clip(built):
-    built.execute(CONVERT_SEED_002)
+    built.execute(SEED_002_CONVERT)
     with pytest.raises(ModelError) as caught:
         built.execute(
             "SEARCH IMAGE USING my_image_search_model OPTIONS (search_by='text', search_input='an eight') "

@@ -67,7 +67,7 @@ def test_search_image_by_image_notebook_finds_eights_for_the_eight(tmp_path, mon
     hits = json.loads(printed(book.cells[-1]))
     labels = [row["label"] for row in hits]
     # The query image itself comes first, and 8s lead its neighbours: by chance 0.4 of the next 4
-    # would be. (Over seeds 0-3 the default model put 2 to 4 eights there; tests/test_quality.py
+    # would be. (bench/train.py's seeds 0, 1, 2 put 4, 2 and 2 eights there; tests/test_quality.py
     # holds the precision over all 200 queries.)
     assert labels[0] == 8
     assert sum(label == 8 for label in labels[1:]) >= 2, labels

@@ -174,17 +174,8 @@ class Session:
                 hint="thanosql runs the image and text search statements: GET, COPY, LIST, "
                 "BUILD MODEL, FIT MODEL, UPLOAD MODEL, DELETE MODEL, CONVERT, SEARCH, PRINT",
             )
-        target = HANDLERS[type(statement)]
-        module_name, function_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            raise PlanError(
-                f"{type(statement).__name__} is not implemented yet", span=statement.span
-            ) from exc
-        return getattr(module, function_name)(self, step)
+        module_name, function_name = HANDLERS[type(statement)].split(":")
+        return getattr(importlib.import_module(module_name), function_name)(self, step)
 
     def _finish(self, answer: Any) -> pd.DataFrame | None:
         if answer is None:

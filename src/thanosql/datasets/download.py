@@ -9,120 +9,23 @@ checked download of one file (urllib, a short timeout); offline, install fails b
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit
+from typing import Callable, Iterator
 
 from ..errors import DatasetError
+from ..transfer import CHUNK_BYTES, Fetched, FetchFailure, Progress, sha256_of, stream, swap_in_folder
 from .manifest import DatasetSpec, FileSpec, Manifest
 
 # Seconds to wait for a connection or for the next bytes: long enough for a slow mirror, short
 # enough that a machine without a network fails "within seconds" rather than hanging.
 TIMEOUT_S = 10.0
-CHUNK_BYTES = 1 << 20
 STAMP_FILE = ".thanosql-dataset.json"
-USER_AGENT = "thanosql-dataset-download/1"
-
-Progress = Callable[..., Any]  # session.progress: tqdm-like, used as a context manager
-
-
-def no_progress(iterable=None, **kwargs):
-    """A progress bar that shows nothing (when the caller gives none)."""
-    return _Silent()
-
-
-class _Silent:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        pass
-
-
-class FetchFailure(Exception):
-    """One URL could not deliver the file; ``kind`` is 'connection', 'server' or 'content'."""
-
-    def __init__(self, url: str, kind: str, reason: str, tried: int = 1) -> None:
-        super().__init__(reason)
-        self.url = url
-        self.kind = kind
-        self.reason = reason
-        self.tried = tried  # URLs tried (the file's url and its mirrors); >1: reason names each
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A downloaded file: where it came from, its size and sha256."""
-
-    url: str
-    size: int
-    sha256: str
-
-
-def stream(url: str, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None,
-           expected_size: int | None = None, label: str | None = None) -> Fetched:
-    """Download ``url`` to ``destination``, hashing as it goes.
-
-    >>> stream("https://example.org/a.zip", Path("/tmp/a.zip")).size
-    1234
-
-    Raises FetchFailure (connection refused, HTTP error, transfer cut short, server size
-    different from ``expected_size``); ``destination`` may then hold a partial file, which the
-    caller's temporary folder removes.
-    """
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise FetchFailure(url, "server", f"the server answered {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        verb = "cannot open" if urlsplit(url).scheme == "file" else "cannot connect"
-        raise FetchFailure(url, "connection", f"{verb}: {exc.reason}") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise FetchFailure(url, "connection", f"cannot connect: {exc}") from exc
-    with response:
-        announced = response.headers.get("Content-Length")
-        announced = int(announced) if announced and announced.isdigit() else None
-        if expected_size is not None and announced is not None and announced != expected_size:
-            raise FetchFailure(
-                url, "content", f"the server offers {announced:,} bytes, the manifest expects {expected_size:,}"
-            )
-        total = announced if announced is not None else expected_size
-        digest = hashlib.sha256()
-        received = 0
-        bar = (progress or no_progress)(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label or destination.name, leave=False
-        )
-        try:
-            with bar, destination.open("wb") as out:
-                while True:
-                    chunk = response.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            # http.client raises IncompleteRead when the peer closes before Content-Length.
-            raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} bytes ({exc!r})") from exc
-    if announced is not None and received != announced:
-        raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} of {announced:,} bytes")
-    return Fetched(url, received, digest.hexdigest())
 
 
 def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None) -> Fetched:
@@ -208,7 +111,7 @@ def install(
                          offline=offline, timeout=timeout)
         check_tables(spec, content)
         _write_stamp(spec, manifest, content, fetched)
-        _swap_in(content, target)
+        swap_in_folder(content, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return None
@@ -364,7 +267,7 @@ def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: 
     # a generated dataset is the same bytes on every run.
     contents = {}
     for path in sorted(p for p in content.rglob("*") if p.is_file()):
-        contents[path.relative_to(content).as_posix()] = _sha256(path)
+        contents[path.relative_to(content).as_posix()] = sha256_of(path)
     stamp = {
         "name": spec.name,
         "manifest": str(manifest.path),
@@ -377,37 +280,10 @@ def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: 
     (content / STAMP_FILE).write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    # A folder cannot be renamed over a non-empty one: move the old copy aside first, and put it
-    # back if the second rename fails.
-    retired = None
-    if target.exists():
-        retired = target.with_name(f".{target.name}.{os.getpid()}.old")
-        if retired.exists():
-            shutil.rmtree(retired)
-        os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired, target)
-        raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
 def _remove_stale(dataset_dir: Path, name: str) -> None:
     """Clear temporary folders of ``name`` left by a process that died (killed mid-download).
 
-    A ``.old`` folder is a complete earlier copy moved aside by ``_swap_in``: if the process
+    A ``.old`` folder is a complete earlier copy moved aside by ``swap_in_folder``: if the process
     died before the new copy took its place, the old one is put back rather than deleted.
     """
     prefix = f".{name}."

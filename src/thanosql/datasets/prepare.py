@@ -35,7 +35,7 @@ class Context:
 
     def bar(self, **kwargs):
         """A progress bar (a silent one when the session gave none)."""
-        from .download import no_progress
+        from ..transfer import no_progress
 
         return (self.progress or no_progress)(**kwargs)
 
@@ -234,7 +234,7 @@ def _photos_file(sources: Path) -> Path:
 
 
 def _download_photo(job: tuple[str, str], output: Path, width: int, timeout: float) -> tuple[str, bool, str | None]:
-    from .download import FetchFailure, stream
+    from ..transfer import FetchFailure, stream
 
     photo_id, url = job
     joiner = "&" if "?" in url else "?"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ModelError
+from .epochs import run_epochs
 from .images import decode_for_training, read_training_images
 
 # The default architecture when BUILD MODEL ... USING CLIP names none: open_clip's modified ResNet
@@ -59,16 +59,6 @@ def default_learning_rate(pretrained: bool) -> float:
     """1e-3 from scratch (a small model, few steps); 1e-5 to fine-tune published weights, which
     a larger step would wash out."""
     return 1e-5 if pretrained else 1e-3
-
-
-@dataclass(frozen=True)
-class TrainingReport:
-    """What a training run did: steps taken, the mean loss of its last epoch, seconds spent."""
-
-    steps: int
-    epochs: int
-    last_loss: float
-    seconds: float
 
 
 class CaptionedImages:
@@ -150,67 +140,37 @@ def train_clip(model, dataset: CaptionedImages, config: ClipTrainingConfig, *, d
     shows the running loss. Returns the model in eval mode, on the CPU.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from .clip import import_open_clip
 
     import_open_clip()
     from open_clip.loss import ClipLoss
 
-    started = time.perf_counter()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = model.to(device).train()
-    batch_size = min(config.batch_size, len(dataset))
-    workers = 0 if num_workers is None else num_workers
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        # Contrastive losses need two pairs or more; a short last batch is dropped (reshuffled
-        # next epoch) unless it is all there is.
-        drop_last=len(dataset) > batch_size,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),
-        pin_memory=device == "cuda",
-    )
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     criterion = ClipLoss()
-    total = len(loader) * config.max_epochs
-    bar = progress(total=total, desc="CLIP", unit="step") if progress else None
-    steps, last_loss = 0, float("nan")
-    try:
-        for epoch in range(config.max_epochs):
-            running, count = 0.0, 0
-            for images, tokens in loader:
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate_at(steps, total, config.learning_rate)
-                images = images.to(device, non_blocking=True)
-                tokens = tokens.to(device, non_blocking=True)
-                image_features = model.encode_image(images, normalize=True)
-                text_features = model.encode_text(tokens, normalize=True)
-                loss = criterion(image_features, text_features, model.logit_scale.exp())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                # CLIP clamps its temperature so the logits never exceed 100 (paper, section 2.5).
-                with torch.no_grad():
-                    model.logit_scale.clamp_(0, math.log(100))
-                steps += 1
-                value = float(loss.detach())
-                running, count = running + value, count + 1
-                if bar is not None:
-                    if hasattr(bar, "set_postfix"):
-                        bar.set_postfix(epoch=f"{epoch + 1}/{config.max_epochs}", loss=f"{value:.3f}", refresh=False)
-                    bar.update(1)
-            last_loss = running / max(count, 1)
-    finally:
-        if bar is not None:
-            bar.close()
-        del loader
-    model = model.to("cpu").eval()
-    return model, TrainingReport(steps, config.max_epochs, last_loss, time.perf_counter() - started)
+
+    def step(batch, index: int, total: int) -> float:
+        images, tokens = (part.to(device, non_blocking=True) for part in batch)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate_at(index, total, config.learning_rate)
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokens, normalize=True)
+        loss = criterion(image_features, text_features, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # CLIP clamps its temperature so the logits never exceed 100 (paper, section 2.5).
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        return float(loss.detach())
+
+    report = run_epochs(dataset, step, batch_size=config.batch_size, max_epochs=config.max_epochs, seed=config.seed,
+                        num_workers=0 if num_workers is None else num_workers, device=device, progress=progress,
+                        desc="CLIP")
+    return model.to("cpu").eval(), report
 
 
 def new_clip_model(arch: str | None, config: dict | None = None, *, seed: int = 0):

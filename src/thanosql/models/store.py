@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ModelError, Span, choices_hint
+from ..transfer import swap_in_folder
 
 METADATA_FILE = "model.json"
 
@@ -118,7 +119,7 @@ class ModelStore:
                 source=source,
             )
             (staging / METADATA_FILE).write_text(info.to_json())
-            self._swap_in(staging, self.root / name)
+            swap_in_folder(staging, self.root / name)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -130,21 +131,6 @@ class ModelStore:
                 span=span,
                 hint="add OPTIONS (overwrite=True) to replace it, or choose another name",
             )
-
-    def _swap_in(self, staging: Path, target: Path) -> None:
-        # Rename the old folder aside first: a directory cannot be renamed over a non-empty one.
-        retired = None
-        if target.exists():
-            retired = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, retired)
-        try:
-            os.replace(staging, target)
-        except BaseException:
-            if retired is not None:
-                os.replace(retired, target)
-            raise
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
 
     def delete(self, name: str, span: Span | None = None) -> None:
         """Remove model ``name`` (a ModelError listing the known ones if there is none)."""

@@ -9,24 +9,20 @@ into place only when complete. Offline with a cold cache, the error says every p
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError, Span, choices_hint
+from ..transfer import FetchFailure, sha256_of, stream
 
 # open_clip's default file names on the Hugging Face hub (open_clip/constants.py).
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 
 DOWNLOAD_TIMEOUT_S = 30
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -307,66 +303,36 @@ def download(
     span: Span | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
-    """Stream ``url`` to ``target`` through a temporary file; check ``sha256`` (a hex prefix is
-    enough); rename into place. A failure leaves no file behind.
+    """Stream ``url`` to ``target`` through a temporary file (transfer.stream); check ``sha256``
+    (a hex prefix is enough); rename into place. A failure leaves no file behind.
 
     >>> download("https://example.org/w.pt", Path("/tmp/w.pt"), sha256="ab12")
     PosixPath('/tmp/w.pt')
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".partial", delete=False)
-    digest = hashlib.sha256()
-    bar = None
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".partial",
+                                     delete=False) as handle:
+        partial = Path(handle.name)
+    plain = _without_fragment(url)
     try:
-        with handle, urllib.request.urlopen(_without_fragment(url), timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            if progress is not None:
-                bar = progress(total=int(total) if total else None, unit="B", unit_scale=True, desc=target.name)
-            received = 0
-            while chunk := response.read(CHUNK_BYTES):
-                handle.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-        # http.client returns a short body without complaint when the server hangs up early.
-        if total and received != int(total):
+        fetched = stream(plain, partial, timeout=timeout, progress=progress, label=target.name)
+        if sha256 and not fetched.sha256.startswith(sha256.lower()):
             raise ModelError(
-                f"could not download {_without_fragment(url)}: the connection closed after "
-                f"{received:,} of {int(total):,} bytes",
-                span=span,
-                hint="try again",
-            )
-        if sha256 and not digest.hexdigest().startswith(sha256.lower()):
-            raise ModelError(
-                f"the download from {_without_fragment(url)} is damaged: its SHA-256 is "
-                f"{digest.hexdigest()}, expected {sha256}",
+                f"the download from {plain} is damaged: its SHA-256 is {fetched.sha256}, expected {sha256}",
                 span=span,
                 hint="try again; if it persists, the file at that address changed",
             )
-        os.replace(handle.name, target)
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        os.replace(partial, target)
+    except FetchFailure as failure:
         raise ModelError(
-            f"could not download {_without_fragment(url)}: {getattr(exc, 'reason', exc)}",
+            f"could not download {plain}: {failure.status or failure.reason}",
             span=span,
             hint="check the network, or use OPTIONS (checkpoint='path/to/file.pt')",
-        ) from exc
+        ) from failure
     finally:
-        if bar is not None:
-            bar.close()
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
+        partial.unlink(missing_ok=True)
     return target
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:

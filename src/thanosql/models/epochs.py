@@ -1,0 +1,80 @@
+"""The training loop SimCLR and CLIP share: seeded, shuffled batches for a number of epochs, one
+optimiser step per batch (the trainer's ``step``), a progress bar with the running loss, and the
+worker processes stopped at once on an interrupt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a training run did: steps taken, the mean loss of its last epoch, seconds spent."""
+
+    steps: int
+    epochs: int
+    last_loss: float
+    seconds: float
+
+
+def run_epochs(
+    dataset,
+    step: Callable[[Any, int, int], float],
+    *,
+    batch_size: int,
+    max_epochs: int,
+    seed: int,
+    num_workers: int,
+    device: str,
+    progress=None,
+    desc: str,
+) -> TrainingReport:
+    """Call ``step(batch, index, total)`` (it takes one optimiser step and returns the loss) for
+    every batch of ``dataset``, ``max_epochs`` times; ``index`` counts steps from 0 and ``total``
+    is their number, for schedules.
+
+    >>> run_epochs(images, step, batch_size=16, max_epochs=1, seed=0, num_workers=0, device="cpu", desc="SimCLR")
+    TrainingReport(steps=62, epochs=1, last_loss=2.4, seconds=17.1)
+
+    Batches are shuffled by a generator seeded with ``seed``. Contrastive losses need two
+    examples or more, and a short last batch would weigh its few examples as much as a full one:
+    it is dropped (reshuffled next epoch) unless it is all there is.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    started = time.perf_counter()
+    batch_size = min(batch_size, len(dataset))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(dataset) > batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device == "cuda",
+    )
+    total = len(loader) * max_epochs
+    bar = progress(total=total, desc=desc, unit="step") if progress else None
+    steps, last_loss = 0, float("nan")
+    try:
+        for epoch in range(max_epochs):
+            running, count = 0.0, 0
+            for batch in loader:
+                value = step(batch, steps, total)
+                steps += 1
+                running, count = running + value, count + 1
+                if bar is not None:
+                    if hasattr(bar, "set_postfix"):
+                        bar.set_postfix(epoch=f"{epoch + 1}/{max_epochs}", loss=f"{value:.3f}", refresh=False)
+                    bar.update(1)
+            last_loss = running / max(count, 1)
+    finally:
+        if bar is not None:
+            bar.close()
+        del loader  # stops worker processes at once on an interrupt
+    return TrainingReport(steps, max_epochs, last_loss, time.perf_counter() - started)
