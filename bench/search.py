@@ -44,9 +44,17 @@ def reset_peak() -> None:
         pass
 
 
+# NumPy's OpenBLAS threads keep spinning for a while after a product and take a core from
+# whatever runs next (measured here: a 19 ms int8 scan took 40 ms right after a NumPy product,
+# 23 ms after a pause). A user's session does not alternate the two, so every timed call, ours
+# or a reference, starts after this pause.
+SETTLE_SECONDS = 0.25
+
+
 def timed(function, repeats: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeats):
+        time.sleep(SETTLE_SECONDS)
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)

@@ -8,18 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from thanosql import PlanError, similarity
-from thanosql.similarity import (
-    CompactIndex,
-    exact_scores,
-    int8_matvec,
-    int8_matvec_float,
-    quantise,
-    rank,
-    recognise_scan,
-    search,
-    to_matrix,
-)
+from thanosql import PlanError, quantised, similarity
+from thanosql.quantised import PackedCodes, int8_matvec, int8_matvec_float, quantise
+from thanosql.similarity import CompactIndex, exact_scores, rank, recognise_scan, search, to_matrix
 
 
 def brute_force(matrix, present, query, top_k=None, keep=None):
@@ -159,16 +150,44 @@ def test_first_level_products_stay_within_their_stated_error(dim):
     codes = rng.integers(-127, 128, (3000, dim), dtype=np.int8)
     codes[:10] = 127  # the extremes
     for query in (rng.standard_normal(dim), np.eye(dim)[0], np.ones(dim)):
-        products, query_error, relative_error = similarity.first_level_products(codes, query)
+        products, query_error, relative_error = quantised.first_level_products(codes, query)
         unit = query / np.linalg.norm(query)
         exact = codes.astype(np.float64) @ unit
         norms = np.linalg.norm(codes.astype(np.float64), axis=1)
         assert np.all(np.abs(exact - products) <= norms * query_error + np.abs(products) * relative_error)
 
 
+def has_fbgemm() -> bool:
+    import torch
+
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def fbgemm_packed(codes, chunk_rows):
+    if not has_fbgemm():
+        pytest.skip("this build of torch has no fbgemm")
+    packed = PackedCodes.pack(codes, chunk_rows=chunk_rows)
+    assert packed is not None  # fbgemm is there and passed its check
+    return packed
+
+
+@pytest.mark.parametrize("dim", [24, 32, 512])
+def test_packed_products_stay_within_their_stated_error(dim):
+    rng = np.random.default_rng(6)
+    codes = rng.integers(-127, 128, (3000, dim), dtype=np.int8)
+    codes[:10], codes[10:20] = 127, -127
+    packed = fbgemm_packed(codes, chunk_rows=1000)
+    norms = np.linalg.norm(codes.astype(np.float64), axis=1)
+    for query in (rng.standard_normal(dim), np.eye(dim)[0], np.ones(dim), -np.ones(dim), rng.uniform(0, 1, dim)):
+        products, query_error, relative_error = quantised.first_level_products(codes, query, packed)
+        exact = codes.astype(np.float64) @ (query / np.linalg.norm(query))
+        assert np.all(np.abs(exact - products) <= norms * query_error + np.abs(products) * relative_error)
+        assert query_error < 0.03  # a 7-bit grid: far tighter than the codes' own residual allows
+
+
 def test_the_bfloat16_kernel_is_never_used_where_its_loop_would_read_past_a_row():
-    assert not similarity._bf16_kernel_fits(24)
-    assert not similarity._bf16_kernel_fits(1000)
+    assert not quantised._bf16_kernel_fits(24)
+    assert not quantised._bf16_kernel_fits(1000)
 
 
 def test_int8_product_is_exact_on_both_paths():
@@ -181,14 +200,16 @@ def test_int8_product_is_exact_on_both_paths():
         assert np.array_equal(int8_matvec_float(codes, query), expected)
 
 
-@pytest.mark.parametrize("dim", [24, 32])  # the int8 and the bfloat16 kernels
-def test_screen_keeps_every_row_of_the_exact_top_k(data, dim):
+# The int8, the bfloat16 and the packed fbgemm kernels.
+@pytest.mark.parametrize("dim, pack", [(24, False), (32, False), (24, True)])
+def test_screen_keeps_every_row_of_the_exact_top_k(data, dim, pack):
     matrix, present, query = data
     if dim != matrix.shape[1]:
         rng = np.random.default_rng(dim)
         matrix = rng.standard_normal((len(matrix), dim)).astype(np.float32)
         query = matrix[7] + 0.05 * rng.standard_normal(dim).astype(np.float32)
-    index = CompactIndex(np.arange(len(matrix)), quantise(matrix, present))
+    index = CompactIndex(np.arange(len(matrix)), quantise(matrix, present), pack=pack)
+    assert (index.packed is not None) == (pack and has_fbgemm())
     scores = exact_scores(matrix, present, query)
     for top_k in (1, 3, 10, 100):
         candidates = index.screen(query, top_k)

@@ -49,10 +49,8 @@ Design (why it beats NumPy's brute force, and stays exact):
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -61,19 +59,22 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import PlanError, Span
+from .quantised import (
+    PACK_MIN_BYTES,
+    PackedCodes,
+    Quantised,
+    first_level_products,
+    quantise,
+    two_level_products,
+)
 
 # Absolute slack added to every bound: covers float32 rounding of the screening arithmetic
 # (about 1e-7 here) with a wide margin, at no measurable cost in candidates.
 ROUNDING_SLACK = 1e-5
-INT8_LEVELS = 127
 # Rows scored per block in the exact pass: small enough for the float64 block to stay in cache.
 EXACT_BLOCK_ROWS = 512
-# Smaller int8 scans run on one thread (see int8_matvec).
-PARALLEL_SCAN_BYTES = 64 * 2**20
 # Rows per Arrow batch while an index is read from DuckDB (the float32 column never whole).
 INDEX_BATCH_ROWS = 32768
-# Rows quantised per block: small enough for the temporaries to stay in cache.
-QUANTISE_BLOCK_ROWS = 256
 # Fetched rows re-quantised per search to check the index is still current.
 STALE_CHECK_ROWS = 128
 # Indexes kept per session (each holds about 2 x rows x dimension bytes).
@@ -241,238 +242,6 @@ def rank(scores: np.ndarray, top_k: int | None, keep_input_order: bool = False) 
 # -- the compact index ------------------------------------------------------------------------
 
 
-@dataclass
-class Quantised:
-    """Rows in two int8 levels, each row with its own scales: ``u = s*c + t*r + f`` where ``u``
-    is the row normalised, ``c`` its codes, ``r`` the codes of the first residual
-    ``e = u - s*c``, and ``f`` what is left. Norms for the bounds, rounded up:
-    ``code_norm`` = s*|c|, ``residual`` = |e|, ``fine_norm`` = t*|r|, ``remainder`` = |f|."""
-
-    codes: np.ndarray  # int8 (n, d)
-    scale: np.ndarray  # float32 (n,)
-    code_norm: np.ndarray  # float32 (n,)
-    residual: np.ndarray  # float32 (n,)
-    fine_codes: np.ndarray  # int8 (n, d)
-    fine_scale: np.ndarray  # float32 (n,)
-    fine_norm: np.ndarray  # float32 (n,)
-    remainder: np.ndarray  # float32 (n,)
-    valid: np.ndarray  # bool (n,): present, finite, not zero
-
-    FIELDS = ("codes", "scale", "code_norm", "residual", "fine_codes", "fine_scale", "fine_norm", "remainder", "valid")
-
-    @classmethod
-    def empty(cls, rows: int, dim: int) -> "Quantised":
-        def matrix():
-            return np.empty((rows, dim), np.int8)
-
-        def vector(kind=np.float32):
-            return np.empty(rows, kind)
-
-        return cls(matrix(), vector(), vector(), vector(), matrix(), vector(), vector(), vector(), vector(bool))
-
-    def take(self, order: np.ndarray) -> "Quantised":
-        return Quantised(*(getattr(self, name)[order] for name in self.FIELDS))
-
-
-def quantise(matrix: np.ndarray, present: np.ndarray) -> Quantised:
-    """Normalise each row of ``matrix`` (n, d) and quantise it in two int8 levels.
-
-    >>> quantise(np.array([[3, 4]], np.float32), np.array([True])).codes.tolist()
-    [[95, 127]]
-
-    Works in float32 blocks that stay in cache; the float32 rounding of the normalised row and
-    of the residuals (under 1e-6) is covered by ROUNDING_SLACK. Each row's result depends on
-    that row alone, so re-quantising a fetched row reproduces its codes exactly.
-    """
-    rows, dim = matrix.shape
-    out = Quantised.empty(rows, dim)
-    for start in range(0, rows, QUANTISE_BLOCK_ROWS):
-        stop = min(start + QUANTISE_BLOCK_ROWS, rows)
-        _quantise_block(matrix[start:stop], present[start:stop], out, slice(start, stop))
-    return out
-
-
-def _quantise_block(matrix: np.ndarray, present: np.ndarray, out: Quantised, rows: slice) -> None:
-    values = np.array(matrix, dtype=np.float32)
-    squares = np.einsum("ij,ij->i", values, values)
-    # float32 is plenty for the norm (its error is far below ROUNDING_SLACK) unless it
-    # overflows, underflows or meets a NaN: those rows are normalised in float64.
-    awkward = ~((squares > 1e-30) & (squares < 1e30))
-    norms = np.sqrt(squares)
-    valid = present.copy()
-    if awkward.any():
-        wide = values[awkward].astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            wide_norms = np.sqrt((wide * wide).sum(axis=1))
-            good = np.isfinite(wide_norms) & (wide_norms > 0)
-            values[awkward] = np.where(good[:, None], wide / np.where(good, wide_norms, 1.0)[:, None], 0.0)
-        norms[awkward] = 1.0
-        valid[awkward] &= good
-    values *= (np.float32(1.0) / norms)[:, None]
-    values[~valid] = 0.0
-    codes, scale, code_norm, residual = _int8_level(values)
-    fine_codes, fine_scale, fine_norm, remainder = _int8_level(residual)
-    out.codes[rows], out.scale[rows], out.code_norm[rows] = codes, scale, code_norm
-    out.residual[rows] = _norm_up(residual)
-    out.fine_codes[rows], out.fine_scale[rows], out.fine_norm[rows] = fine_codes, fine_scale, fine_norm
-    out.remainder[rows] = _norm_up(remainder)
-    out.valid[rows] = valid
-
-
-def _int8_level(values: np.ndarray):
-    """Codes, scale, s*|codes| (rounded up) and what the codes leave, of rows (m, d) float32."""
-    if values.shape[1] == 0:
-        empty = np.zeros(len(values), np.float32)
-        return values.astype(np.int8), empty + 1, empty, values
-    peak = np.maximum(values.max(axis=1), -values.min(axis=1))
-    scale = np.where(peak > 0, peak / np.float32(INT8_LEVELS), np.float32(1.0)).astype(np.float32)
-    # |values / scale| <= 127 up to a rounding step, so rint lands in [-127, 127].
-    codes = values * (np.float32(1.0) / scale)[:, None]
-    np.rint(codes, out=codes)
-    left = codes * scale[:, None]
-    np.subtract(values, left, out=left)
-    code_norm = _round_up(scale * np.sqrt(np.einsum("ij,ij->i", codes, codes)))
-    return codes.astype(np.int8), scale, code_norm, left
-
-
-def _norm_up(values: np.ndarray) -> np.ndarray:
-    return _round_up(np.sqrt(np.einsum("ij,ij->i", values, values)))
-
-
-def _round_up(values: np.ndarray) -> np.ndarray:
-    return np.nextafter(values.astype(np.float32), np.float32(np.inf))
-
-
-def float32_dot_error(dim: int) -> float:
-    """gamma_d = d*u / (1 - d*u), u = 2**-24: |fl(x.y) - x.y| <= gamma_d * |x| * |y| for a float32
-    dot product of length d in any summation order (Higham, Accuracy and Stability, 3.1)."""
-    unit = 2.0**-24
-    return dim * unit / (1 - dim * unit)
-
-
-@contextmanager
-def _torch_threads(count: int):
-    """Run torch on ``count`` threads inside the block. Waking a second thread costs more than it
-    saves on a small product, and far more on a busy machine (measured: 16 ms instead of
-    0.4 ms for a 25k x 512 int8 GEMV, 12 ms instead of 1 ms for a 4800 x 512 float one)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield torch
-    finally:
-        torch.set_num_threads(previous)
-
-
-def int8_matvec(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
-    """``codes`` (n, d) int8 times ``query_codes`` (d,) int8, exact, as float32 (n,) (exact
-    too: the sums stay below 2**24 for d up to 1040; past that, within float32 rounding).
-
-    Uses torch's int8 GEMM (``torch._int_mm``); where that is missing, a float64 product.
-    """
-    import torch
-
-    if len(codes) == 0:
-        return np.zeros(0, dtype=np.float32)
-    int_mm = getattr(torch, "_int_mm", None)
-    if int_mm is not None:
-        column = torch.from_numpy(np.ascontiguousarray(query_codes, dtype=np.int8)).reshape(-1, 1)
-        threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
-        with _torch_threads(threads):
-            try:
-                return int_mm(torch.from_numpy(codes), column).reshape(-1).numpy().astype(np.float32)
-            except (RuntimeError, NotImplementedError):
-                pass  # an unsupported shape or build: the exact fallback below
-    return int8_matvec_float(codes, query_codes).astype(np.float32)
-
-
-def _small_matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """float32 (m, d) times (d,) on one thread (see _torch_threads)."""
-    with _torch_threads(1) as torch:
-        return torch.mv(torch.from_numpy(matrix), torch.from_numpy(vector)).numpy()
-
-
-def int8_matvec_float(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
-    """The same product in float64 blocks, as int64 (exact: integer sums far below 2**53)."""
-    query = np.asarray(query_codes, dtype=np.float64)
-    out = np.empty(len(codes), dtype=np.int64)
-    for start in range(0, len(codes), 8192):
-        out[start : start + 8192] = np.rint(codes[start : start + 8192].astype(np.float64) @ query)
-    return out
-
-
-# float32 rounding of the normalised query and of a product, relative to |c| (16 units in the
-# last place).
-FLOAT32_ALLOWANCE = 2.0**-20
-# bfloat16 unit roundoff, doubled for margin: the query's rounding to bfloat16 and the kernel's
-# one rounding of each output are each within it.
-BF16_ERROR = 2.0**-8
-
-
-def first_level_products(codes: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """``(p, q, r)``: p (n,) float32 with ``|c_i.v - p_i| <= |c_i| * q + |p_i| * r`` for each row
-    ``c_i`` of ``codes`` (n, d) int8 and ``v`` the query normalised.
-
-    Two kernels, the faster where it applies: torch's int8-weight GEMV (``_weight_int8pack_mm``,
-    built for LLM decoding: bfloat16 query, float32 accumulation, one bfloat16 rounding per
-    output), checked on this machine by ``_bf16_kernel_fits``; else the exact int8 GEMV
-    (``torch._int_mm``) with the query quantised to int8, whose only error is that quantisation.
-    """
-    unit = np.asarray(query, np.float64)
-    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
-    dim = codes.shape[1]
-    if _bf16_kernel_fits(dim):
-        return _bf16_products(codes, unit), BF16_ERROR + 2 * float32_dot_error(dim) + FLOAT32_ALLOWANCE, BF16_ERROR
-    query_q = quantise(unit[None, :], np.array([True]))
-    products = int8_matvec(codes, query_q.codes[0])
-    products *= query_q.scale[0]
-    # c.v = sq*(c.cq) + c.eq, and |c.eq| <= |c|*|eq|; plus the float32 rounding of v and of the
-    # product by sq (a few units in the last place, relative to |c|).
-    return products, float(query_q.residual[0]) + FLOAT32_ALLOWANCE, 0.0
-
-
-def _bf16_products(codes: np.ndarray, unit: np.ndarray) -> np.ndarray:
-    import torch
-
-    rows = len(codes)
-    if rows == 0:
-        return np.zeros(0, np.float32)
-    query = torch.from_numpy(unit).to(torch.bfloat16)[None, :]
-    # The per-row scales, all 1.0 (0x3F80 in bfloat16): filled by NumPy, on one thread.
-    ones = torch.from_numpy(np.full(rows, 0x3F80, dtype=np.int16)).view(torch.bfloat16)
-    threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
-    with _torch_threads(threads):
-        out = torch.ops.aten._weight_int8pack_mm(query, torch.from_numpy(codes), ones)
-    # bfloat16 is the upper half of a float32: widen in NumPy, on one thread (see _torch_threads).
-    widened = out.view(torch.int16).numpy()[0].view(np.uint16).astype(np.uint32)
-    widened <<= 16
-    return widened.view(np.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _bf16_kernel_fits(dim: int) -> bool:
-    """Whether the int8-weight GEMV can screen rows of ``dim`` values: torch has it, ``dim`` is a
-    multiple of 16 (its AVX512 loop reads 16 values at a time, past the end otherwise), and on
-    random rows its error stays within a quarter of the bound first_level_products claims."""
-    import torch
-
-    if dim % 16 or not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
-        return False
-    rng = np.random.default_rng(0)
-    codes = rng.integers(-INT8_LEVELS, INT8_LEVELS + 1, (256, dim), dtype=np.int8)
-    unit = rng.standard_normal(dim)
-    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
-    try:
-        products = _bf16_products(codes, unit)
-    except (RuntimeError, NotImplementedError):
-        return False
-    exact = codes.astype(np.float64) @ unit.astype(np.float64)
-    norms = np.sqrt((codes.astype(np.float64) ** 2).sum(axis=1))
-    bound = norms * (BF16_ERROR + 2 * float32_dot_error(dim)) + np.abs(products) * BF16_ERROR
-    return bool(np.all(np.abs(products - exact) <= bound / 4))
-
-
 class CompactIndex:
     """An embedding column's rows in two int8 levels, to screen a query before exact scoring.
 
@@ -483,7 +252,7 @@ class CompactIndex:
     survivors with both levels and the query unquantised, so that about ``top_k`` rows remain.
     """
 
-    def __init__(self, rowids: np.ndarray, quantised: Quantised) -> None:
+    def __init__(self, rowids: np.ndarray, quantised: Quantised, pack: bool | None = None) -> None:
         self.rowids = rowids
         self.levels = quantised
         self.codes = quantised.codes
@@ -492,6 +261,11 @@ class CompactIndex:
         self.scored_positions = np.flatnonzero(self.valid)
         self.max_code_norm = float(quantised.code_norm.max(initial=0.0))
         self.max_residual = float(quantised.residual.max(initial=0.0))
+        # Whole scans of a large index run on packed codes (quantised.PackedCodes); ``pack``
+        # forces the choice either way.
+        if pack is None:
+            pack = self.codes.nbytes >= PACK_MIN_BYTES
+        self.packed = PackedCodes.pack(self.codes) if pack else None
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -499,7 +273,8 @@ class CompactIndex:
     @property
     def nbytes(self) -> int:
         arrays = [getattr(self.levels, name) for name in Quantised.FIELDS]
-        return int(sum(a.nbytes for a in arrays) + self.rowids.nbytes + self.scored_positions.nbytes)
+        packed = self.packed.nbytes if self.packed is not None else 0
+        return int(sum(a.nbytes for a in arrays) + self.rowids.nbytes + self.scored_positions.nbytes + packed)
 
     def screen(self, query: np.ndarray, top_k: int, positions: np.ndarray | None = None) -> np.ndarray:
         """Positions (ascending) of every row whose cosine with ``query`` can reach the top
@@ -533,7 +308,8 @@ class CompactIndex:
         where the estimate is within the largest possible bound of that threshold.
         """
         levels = self.levels
-        products, query_error, relative_error = first_level_products(self.codes[rows], query)
+        packed = self.packed if isinstance(rows, slice) else None
+        products, query_error, relative_error = first_level_products(self.codes[rows], query, packed)
         approx = products
         approx *= levels.scale[rows]
         if excluded is not None:
@@ -558,17 +334,18 @@ class CompactIndex:
         return np.float32(widest * 1.001)  # and a margin for the float32 sums of the bounds
 
     def _second_level(self, query, positions: np.ndarray, top_k: int) -> np.ndarray:
-        """Re-bound ``positions`` with both levels and the query in float32: |f| + rounding."""
+        """Re-bound ``positions`` with both levels and the query to within 1e-7: |f| + that."""
         if len(positions) <= top_k:
             return positions
         levels = self.levels
         unit = np.asarray(query, np.float64)
-        unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
-        coarse = _small_matvec(levels.codes[positions].astype(np.float32), unit)
-        fine = _small_matvec(levels.fine_codes[positions].astype(np.float32), unit)
+        unit = unit / np.sqrt((unit * unit).sum())
+        codes = np.take(levels.codes, positions, axis=0)
+        fine_codes = np.take(levels.fine_codes, positions, axis=0)
+        coarse, fine, coarse_error, fine_error = two_level_products(codes, fine_codes, unit)
         approx = coarse * levels.scale[positions] + fine * levels.fine_scale[positions]
-        rounding = float32_dot_error(self.dim) * (levels.code_norm[positions] + levels.fine_norm[positions])
-        bound = levels.remainder[positions] + rounding + np.float32(ROUNDING_SLACK)
+        bound = levels.remainder[positions] + ROUNDING_SLACK
+        bound += levels.code_norm[positions] * coarse_error + levels.fine_norm[positions] * fine_error
         return positions[_above_kth(approx - bound, approx + bound, top_k)]
 
 

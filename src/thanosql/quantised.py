@@ -1,0 +1,446 @@
+"""Embeddings quantised to int8 codes, and products of those codes with a query, each with a
+bound on its error: the numerics under the similarity index (similarity.py).
+
+>>> rows = quantise(matrix, present)            # two int8 levels per row, with per-row scales
+>>> products, query_error, relative_error = first_level_products(rows.codes, query)
+
+``first_level_products`` runs the fastest kernel this machine has passed a check for:
+
+* ``PackedCodes``: fbgemm's int8 GEMM (VNNI on AVX512 CPUs) on codes packed once, for large
+  indexes. It reaches about two thirds of the memory bandwidth where the kernels below are
+  compute-bound: at 1M x 512, 17-19 ms a query against 27 ms and 40 ms on this project's
+  two-core machine. Packing costs about 3 s per million rows of 512 values (two threads) and as
+  many bytes as the codes. It is built on torch's quantized-tensor API, which torch 2.13 marks
+  deprecated: the check below turns it off where it is missing or wrong, and the other kernels
+  take over.
+* ``_weight_int8pack_mm``: torch's int8-weight GEMV (bfloat16 query).
+* ``torch._int_mm``: the exact int8 GEMM, with the query quantised to int8.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+INT8_LEVELS = 127
+# Rows quantised per block: small enough for the temporaries to stay in cache.
+QUANTISE_BLOCK_ROWS = 256
+# Smaller int8 scans run on one thread (see int8_matvec).
+PARALLEL_SCAN_BYTES = 64 * 2**20
+# Codes of at least this many bytes are packed for fbgemm; below it the bfloat16 kernel is about
+# as fast and packing would only cost time.
+PACK_MIN_BYTES = 32 * 2**20
+# Rows per packed chunk: chunks are packed in parallel, and scanned one after the other.
+PACK_CHUNK_ROWS = 65536
+# The query as fbgemm reads it: unsigned 8-bit levels where the check passes (VNNI sums pairs of
+# products in 32 bits), else 7-bit levels, which no pair of products can push past the 16-bit
+# sums of fbgemm's kernels for CPUs without VNNI.
+PACKED_QUERY_LEVELS = (255, 127)
+# fbgemm takes the query's zero point off in float32 after the integer sum, which rounds
+# relative to the terms (at most 2*levels*|c|_1*scale), not to the result: allow 2**-18 of them
+# (64 times float32's unit roundoff).
+PACKED_ROUNDING = 2.0**-18
+
+@dataclass
+class Quantised:
+    """Rows in two int8 levels, each row with its own scales: ``u = s*c + t*r + f`` where ``u``
+    is the row normalised, ``c`` its codes, ``r`` the codes of the first residual
+    ``e = u - s*c``, and ``f`` what is left. Norms for the bounds, rounded up:
+    ``code_norm`` = s*|c|, ``residual`` = |e|, ``fine_norm`` = t*|r|, ``remainder`` = |f|."""
+
+    codes: np.ndarray  # int8 (n, d)
+    scale: np.ndarray  # float32 (n,)
+    code_norm: np.ndarray  # float32 (n,)
+    residual: np.ndarray  # float32 (n,)
+    fine_codes: np.ndarray  # int8 (n, d)
+    fine_scale: np.ndarray  # float32 (n,)
+    fine_norm: np.ndarray  # float32 (n,)
+    remainder: np.ndarray  # float32 (n,)
+    valid: np.ndarray  # bool (n,): present, finite, not zero
+
+    FIELDS = ("codes", "scale", "code_norm", "residual", "fine_codes", "fine_scale", "fine_norm", "remainder", "valid")
+
+    @classmethod
+    def empty(cls, rows: int, dim: int) -> "Quantised":
+        def matrix():
+            return np.empty((rows, dim), np.int8)
+
+        def vector(kind=np.float32):
+            return np.empty(rows, kind)
+
+        return cls(matrix(), vector(), vector(), vector(), matrix(), vector(), vector(), vector(), vector(bool))
+
+    def take(self, order: np.ndarray) -> "Quantised":
+        return Quantised(*(getattr(self, name)[order] for name in self.FIELDS))
+
+
+def quantise(matrix: np.ndarray, present: np.ndarray) -> Quantised:
+    """Normalise each row of ``matrix`` (n, d) and quantise it in two int8 levels.
+
+    >>> quantise(np.array([[3, 4]], np.float32), np.array([True])).codes.tolist()
+    [[95, 127]]
+
+    Works in float32 blocks that stay in cache; the float32 rounding of the normalised row and
+    of the residuals (under 1e-6) is covered by similarity.ROUNDING_SLACK. Each row's result depends on
+    that row alone, so re-quantising a fetched row reproduces its codes exactly.
+    """
+    rows, dim = matrix.shape
+    out = Quantised.empty(rows, dim)
+    for start in range(0, rows, QUANTISE_BLOCK_ROWS):
+        stop = min(start + QUANTISE_BLOCK_ROWS, rows)
+        _quantise_block(matrix[start:stop], present[start:stop], out, slice(start, stop))
+    return out
+
+
+def _quantise_block(matrix: np.ndarray, present: np.ndarray, out: Quantised, rows: slice) -> None:
+    values = np.array(matrix, dtype=np.float32)
+    squares = np.einsum("ij,ij->i", values, values)
+    # float32 is plenty for the norm (its error is far below similarity.ROUNDING_SLACK) unless it
+    # overflows, underflows or meets a NaN: those rows are normalised in float64.
+    awkward = ~((squares > 1e-30) & (squares < 1e30))
+    norms = np.sqrt(squares)
+    valid = present.copy()
+    if awkward.any():
+        wide = values[awkward].astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            wide_norms = np.sqrt((wide * wide).sum(axis=1))
+            good = np.isfinite(wide_norms) & (wide_norms > 0)
+            values[awkward] = np.where(good[:, None], wide / np.where(good, wide_norms, 1.0)[:, None], 0.0)
+        norms[awkward] = 1.0
+        valid[awkward] &= good
+    values *= (np.float32(1.0) / norms)[:, None]
+    values[~valid] = 0.0
+    codes, scale, code_norm, residual = _int8_level(values)
+    fine_codes, fine_scale, fine_norm, remainder = _int8_level(residual)
+    out.codes[rows], out.scale[rows], out.code_norm[rows] = codes, scale, code_norm
+    out.residual[rows] = _norm_up(residual)
+    out.fine_codes[rows], out.fine_scale[rows], out.fine_norm[rows] = fine_codes, fine_scale, fine_norm
+    out.remainder[rows] = _norm_up(remainder)
+    out.valid[rows] = valid
+
+
+def _int8_level(values: np.ndarray):
+    """Codes, scale, s*|codes| (rounded up) and what the codes leave, of rows (m, d) float32."""
+    if values.shape[1] == 0:
+        empty = np.zeros(len(values), np.float32)
+        return values.astype(np.int8), empty + 1, empty, values
+    peak = np.maximum(values.max(axis=1), -values.min(axis=1))
+    scale = np.where(peak > 0, peak / np.float32(INT8_LEVELS), np.float32(1.0)).astype(np.float32)
+    # |values / scale| <= 127 up to a rounding step, so rint lands in [-127, 127].
+    codes = values * (np.float32(1.0) / scale)[:, None]
+    np.rint(codes, out=codes)
+    left = codes * scale[:, None]
+    np.subtract(values, left, out=left)
+    code_norm = _round_up(scale * np.sqrt(np.einsum("ij,ij->i", codes, codes)))
+    return codes.astype(np.int8), scale, code_norm, left
+
+
+def _norm_up(values: np.ndarray) -> np.ndarray:
+    return _round_up(np.sqrt(np.einsum("ij,ij->i", values, values)))
+
+
+def _round_up(values: np.ndarray) -> np.ndarray:
+    return np.nextafter(values.astype(np.float32), np.float32(np.inf))
+
+
+def float32_dot_error(dim: int) -> float:
+    """gamma_d = d*u / (1 - d*u), u = 2**-24: |fl(x.y) - x.y| <= gamma_d * |x| * |y| for a float32
+    dot product of length d in any summation order (Higham, Accuracy and Stability, 3.1)."""
+    unit = 2.0**-24
+    return dim * unit / (1 - dim * unit)
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """Run torch on ``count`` threads inside the block. Waking a second thread costs more than it
+    saves on a small product, and far more on a busy machine (measured: 16 ms instead of
+    0.4 ms for a 25k x 512 int8 GEMV, 12 ms instead of 1 ms for a 4800 x 512 float one)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield torch
+    finally:
+        torch.set_num_threads(previous)
+
+
+def int8_matvec(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
+    """``codes`` (n, d) int8 times ``query_codes`` (d,) int8, exactly, as int64 (n,).
+
+    Uses torch's int8 GEMM (``torch._int_mm``, int32 sums: exact for d up to 133,000); where that
+    is missing, a float64 product.
+    """
+    import torch
+
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    int_mm = getattr(torch, "_int_mm", None)
+    if int_mm is not None:
+        column = torch.from_numpy(np.ascontiguousarray(query_codes, dtype=np.int8)).reshape(-1, 1)
+        threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
+        with _torch_threads(threads):
+            try:
+                return int_mm(torch.from_numpy(np.ascontiguousarray(codes)), column).reshape(-1).numpy().astype(np.int64)
+            except (RuntimeError, NotImplementedError):
+                pass  # an unsupported shape or build: the exact fallback below
+    return int8_matvec_float(codes, query_codes)
+
+
+def int8_matvec_float(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
+    """The same product in float64 blocks, as int64 (exact: integer sums far below 2**53)."""
+    query = np.asarray(query_codes, dtype=np.float64)
+    out = np.empty(len(codes), dtype=np.int64)
+    for start in range(0, len(codes), 8192):
+        out[start : start + 8192] = np.rint(codes[start : start + 8192].astype(np.float64) @ query)
+    return out
+
+
+# float32 rounding of the normalised query and of a product, relative to |c| (16 units in the
+# last place).
+FLOAT32_ALLOWANCE = 2.0**-20
+# bfloat16 unit roundoff, doubled for margin: the query's rounding to bfloat16 and the kernel's
+# one rounding of each output are each within it.
+BF16_ERROR = 2.0**-8
+
+
+def first_level_products(
+    codes: np.ndarray, query: np.ndarray, packed: "PackedCodes | None" = None
+) -> tuple[np.ndarray, float, float]:
+    """``(p, q, r)``: p (n,) float32 with ``|c_i.v - p_i| <= |c_i| * q + |p_i| * r`` for each row
+    ``c_i`` of ``codes`` (n, d) int8 and ``v`` the query normalised.
+
+    ``packed`` (the same codes, packed) runs fbgemm's GEMM. Without it, two kernels, the faster
+    where it applies: torch's int8-weight GEMV (``_weight_int8pack_mm``, built for LLM decoding:
+    bfloat16 query, float32 accumulation, one bfloat16 rounding per output), checked on this
+    machine by ``_bf16_kernel_fits``; else the exact int8 GEMV (``torch._int_mm``) with the query
+    quantised to int8, whose only error is that quantisation.
+    """
+    if packed is not None:
+        return packed.products(query)
+    unit = np.asarray(query, np.float64)
+    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
+    dim = codes.shape[1]
+    if _bf16_kernel_fits(dim):
+        return _bf16_products(codes, unit), BF16_ERROR + 2 * float32_dot_error(dim) + FLOAT32_ALLOWANCE, BF16_ERROR
+    query_q = quantise(unit[None, :], np.array([True]))
+    products = int8_matvec(codes, query_q.codes[0]).astype(np.float32)
+    products *= query_q.scale[0]
+    # c.v = sq*(c.cq) + c.eq, and |c.eq| <= |c|*|eq|; plus the float32 rounding of v and of the
+    # product by sq (a few units in the last place, relative to |c|).
+    return products, float(query_q.residual[0]) + FLOAT32_ALLOWANCE, 0.0
+
+
+def _bf16_products(codes: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    import torch
+
+    rows = len(codes)
+    if rows == 0:
+        return np.zeros(0, np.float32)
+    query = torch.from_numpy(unit).to(torch.bfloat16)[None, :]
+    # The per-row scales, all 1.0 (0x3F80 in bfloat16): filled by NumPy, on one thread.
+    ones = torch.from_numpy(np.full(rows, 0x3F80, dtype=np.int16)).view(torch.bfloat16)
+    threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
+    with _torch_threads(threads):
+        out = torch.ops.aten._weight_int8pack_mm(query, torch.from_numpy(codes), ones)
+    # bfloat16 is the upper half of a float32: widen in NumPy, on one thread (see _torch_threads).
+    widened = out.view(torch.int16).numpy()[0].view(np.uint16).astype(np.uint32)
+    widened <<= 16
+    return widened.view(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _bf16_kernel_fits(dim: int) -> bool:
+    """Whether the int8-weight GEMV can screen rows of ``dim`` values: torch has it, ``dim`` is a
+    multiple of 16 (its AVX512 loop reads 16 values at a time, past the end otherwise), and on
+    random rows its error stays within a quarter of the bound first_level_products claims."""
+    import torch
+
+    if dim % 16 or not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        return False
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-INT8_LEVELS, INT8_LEVELS + 1, (256, dim), dtype=np.int8)
+    unit = rng.standard_normal(dim)
+    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
+    try:
+        products = _bf16_products(codes, unit)
+    except (RuntimeError, NotImplementedError):
+        return False
+    exact = codes.astype(np.float64) @ unit.astype(np.float64)
+    norms = np.sqrt((codes.astype(np.float64) ** 2).sum(axis=1))
+    bound = norms * (BF16_ERROR + 2 * float32_dot_error(dim)) + np.abs(products) * BF16_ERROR
+    return bool(np.all(np.abs(products - exact) <= bound / 4))
+
+
+def query_levels(unit: np.ndarray, count: int) -> tuple[list[tuple[np.ndarray, float]], list[float]]:
+    """``unit`` (d,) float64 as a sum of ``count`` int8 levels, each the codes of what the levels
+    before it leave: ``[(codes, scale)]``, and the norm of what is left after each, rounded up.
+
+    >>> levels, left = query_levels(np.array([0.6, 0.8]), 2)
+    >>> [codes.tolist() for codes, _ in levels], left[-1] < 1e-5
+    ([[95, 127], [127, 0]], True)
+    """
+    levels, left, remainder = [], np.asarray(unit, np.float64).copy(), []
+    for _ in range(count):
+        peak = float(np.abs(left).max(initial=0.0))
+        scale = peak / INT8_LEVELS if peak > 0 else 1.0
+        codes = np.rint(left / scale)  # |left / scale| <= 127 up to a rounding step
+        left -= codes * scale
+        levels.append((codes.astype(np.int8), scale))
+        remainder.append(float(np.sqrt((left * left).sum())) * (1 + 2.0**-40))
+    return levels, remainder
+
+
+def two_level_products(
+    codes: np.ndarray, fine_codes: np.ndarray, unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(x, y, ex, ey)``: x ~ c.v and y ~ r.v in float64 for rows ``c`` of ``codes`` and ``r`` of
+    ``fine_codes`` (m, d) int8, ``v`` = ``unit`` (d,) float64, with |c.v - x| <= |c|*ex and
+    |r.v - y| <= |r|*ey, both near 1e-7.
+
+    Exact int8 products with the query in int8 levels: three for the codes, two for the fine
+    codes (whose scale is about 250 times smaller). Five int8 GEMVs of the gathered rows cost a
+    fifth of one float32 product of the same rows (measured: 16k x 512 rows).
+    """
+    levels, remainder = query_levels(unit, 3)
+    coarse = sum(scale * int8_matvec(codes, level) for level, scale in levels)
+    fine = sum(scale * int8_matvec(fine_codes, level) for level, scale in levels[:2])
+    return coarse, fine, remainder[2], remainder[1]
+
+
+# -- fbgemm's int8 GEMM on packed codes -------------------------------------------------------
+
+
+@contextmanager
+def _fbgemm_engine():
+    """torch, with fbgemm as the quantized engine inside the block (packing follows it)."""
+    import torch
+
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        with warnings.catch_warnings():
+            # torch 2.13 warns that quantized tensors are deprecated (see the module docstring).
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            yield torch
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _pack_chunk(torch, codes: np.ndarray):
+    rows = len(codes)
+    weight = torch._make_per_channel_quantized_tensor(
+        torch.from_numpy(np.ascontiguousarray(codes)),
+        torch.ones(rows, dtype=torch.float64),
+        torch.zeros(rows, dtype=torch.int64),
+        0,
+    )
+    return torch.ops.quantized.linear_prepack(weight, None)
+
+
+class PackedCodes:
+    """int8 codes (n, d) packed for fbgemm's int8 GEMM, in chunks of ``chunk_rows`` rows.
+
+    >>> packed = PackedCodes.pack(rows.codes)     # None where fbgemm is missing or fails its check
+    >>> products, query_error, relative_error = packed.products(unit_query)
+
+    The query is put on an unsigned 8-bit (or 7-bit) grid, a scale and a zero point, so the
+    integer sums are exact; the error is the query's distance to that grid, plus fbgemm's float32
+    removal of the zero point (PACKED_ROUNDING).
+    """
+
+    def __init__(self, chunks: list, bounds: list[tuple[int, int]], dim: int, query_levels: int) -> None:
+        self.chunks = chunks
+        self.bounds = bounds
+        self.dim = dim
+        self.query_levels = query_levels
+        self.rows = bounds[-1][1] if bounds else 0
+
+    @property
+    def nbytes(self) -> int:
+        # The packed codes and fbgemm's int32 sum of each row.
+        return self.rows * (self.dim + 4)
+
+    @classmethod
+    def pack(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> "PackedCodes | None":
+        """The codes packed, or None where this machine's fbgemm is missing or fails the check."""
+        query_levels = _packed_query_levels(codes.shape[1]) if len(codes) else 0
+        if not query_levels:
+            return None
+        return cls._pack(codes, chunk_rows, query_levels)
+
+    @classmethod
+    def _pack(cls, codes: np.ndarray, chunk_rows: int, query_levels: int) -> "PackedCodes":
+        rows, dim = codes.shape
+        bounds = [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
+        with _fbgemm_engine() as torch:
+            # Packing releases the GIL: chunks pack side by side, one per thread.
+            with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(bounds)))) as pool:
+                chunks = list(pool.map(lambda span: _pack_chunk(torch, codes[span[0] : span[1]]), bounds))
+        return cls(chunks, bounds, dim, query_levels)
+
+    def products(self, query: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """``(p, q, r)`` as ``first_level_products`` gives them, for every row."""
+        import torch
+
+        unit = np.asarray(query, np.float64)
+        unit = unit / np.sqrt((unit * unit).sum())
+        values, scale, zero_point, grid_error = _packed_query(unit, self.query_levels)
+        row = torch.from_numpy(values)[None, :]
+        kernel = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+        out = np.empty(self.rows, np.float32)
+        for (start, stop), chunk in zip(self.bounds, self.chunks):
+            out[start:stop] = kernel(row, scale, zero_point, chunk).numpy()[0]
+        kernel_error = 2 * self.query_levels * np.sqrt(self.dim) * scale * PACKED_ROUNDING
+        return out, grid_error + kernel_error + FLOAT32_ALLOWANCE, 0.0
+
+
+def _packed_query(unit: np.ndarray, query_levels: int) -> tuple[np.ndarray, float, int, float]:
+    """``unit`` (d,) float64 on an unsigned grid of ``query_levels`` steps: (the grid values in
+    float32, the scale, the zero point, the distance from ``unit`` to the exact grid point,
+    rounded up). fbgemm quantises the values again and lands on the same levels."""
+    low, high = min(float(unit.min()), 0.0), max(float(unit.max()), 0.0)
+    scale = float(np.float32((high - low) / query_levels))
+    zero_point = int(np.clip(round(-low / scale), 0, query_levels))
+    levels = np.clip(np.rint(unit / scale) + zero_point, 0, query_levels) - zero_point
+    error = float(np.sqrt(((unit - levels * scale) ** 2).sum()))
+    return (levels * scale).astype(np.float32), scale, zero_point, float(_round_up(np.array([error]))[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _packed_query_levels(dim: int) -> int:
+    """The finest query grid (PACKED_QUERY_LEVELS) on which fbgemm screens rows of ``dim``
+    values correctly here; 0 where it has none (or torch has no fbgemm)."""
+    import torch
+
+    if dim == 0 or "fbgemm" not in torch.backends.quantized.supported_engines:
+        return 0
+    return next((levels for levels in PACKED_QUERY_LEVELS if _packed_kernel_fits(dim, levels)), 0)
+
+
+def _packed_kernel_fits(dim: int, query_levels: int) -> bool:
+    """Whether, on random and extreme rows (sums that would overflow 16 bits included), in
+    several chunks, fbgemm's products stay within a quarter of the stated error."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-INT8_LEVELS, INT8_LEVELS + 1, (700, dim), dtype=np.int8)
+    codes[:3], codes[3:6], codes[6:9] = INT8_LEVELS, -INT8_LEVELS, 0
+    codes[9, ::2], codes[9, 1::2] = INT8_LEVELS, -INT8_LEVELS
+    norms = np.sqrt((codes.astype(np.float64) ** 2).sum(axis=1))
+    try:
+        packed = PackedCodes._pack(codes, 256, query_levels)
+        for query in (rng.standard_normal(dim), np.ones(dim), -np.abs(rng.standard_normal(dim)), np.eye(dim)[0]):
+            unit = query / np.sqrt((query * query).sum())
+            products, query_error, _ = packed.products(unit)
+            values, scale, _, grid_error = _packed_query(unit, query_levels)
+            exact = codes.astype(np.float64) @ values.astype(np.float64)
+            kernel_bound = norms * (query_error - grid_error)
+            if not np.all(np.abs(products - exact) <= kernel_bound / 4):
+                return False
+    except (RuntimeError, NotImplementedError, AttributeError, TypeError):
+        return False
+    return True
