@@ -4,7 +4,7 @@
 
 For each size, random float32 rows go into a DuckDB table (FLOAT[dim]); then, for the same
 queries: thanosql.similarity.search over ``SELECT * FROM t`` (cold: first query, index build
-included; warm: median over the queries, full rows fetched), NumPy (normalised matrix already in
+included; warm: median over 3 rounds of the queries, full rows fetched), NumPy (normalised matrix already in
 memory, matrix x query + argpartition: the fair reference) and DuckDB
 (``ORDER BY array_cosine_similarity(...) DESC LIMIT k``). Prints ms per query, the ratios, the
 memory each holds, and checks that all three return the same top k.
@@ -44,21 +44,35 @@ def reset_peak() -> None:
         pass
 
 
-# NumPy's OpenBLAS threads keep spinning for a while after a product and take a core from
-# whatever runs next (measured here: a 19 ms int8 scan took 40 ms right after a NumPy product,
-# 23 ms after a pause). A user's session does not alternate the two, so every timed call, ours
-# or a reference, starts after this pause.
+# NumPy's OpenBLAS threads keep spinning for about 0.1 s after a product and take a core from
+# whatever runs next (measured here: a 19 ms int8 scan took 40 ms right after a NumPy product).
+# So the methods run in blocks, each query right after the last as in a warm session, with
+# this pause where one block hands over to the next; blocks alternate for ROUNDS rounds, so
+# that load from the machine's neighbours hits every method alike.
 SETTLE_SECONDS = 0.25
+ROUNDS = 3
 
 
 def timed(function, repeats: int) -> tuple[float, object]:
+    """Median ms of ``repeats`` calls in a row, after a pause; and the last result."""
     times, result = [], None
+    time.sleep(SETTLE_SECONDS)
     for _ in range(repeats):
-        time.sleep(SETTLE_SECONDS)
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, result
+
+
+def timed_blocks(function, probes) -> tuple[list[float], list]:
+    """ms of ``function(probe)`` for every probe, in one block after a pause; and the results."""
+    times, results = [], []
+    time.sleep(SETTLE_SECONDS)
+    for probe in probes:
+        start = time.perf_counter()
+        results.append(function(probe))
+        times.append((time.perf_counter() - start) * 1000)
+    return times, results
 
 
 def make_table(session, rows: int, dim: int, seed: int) -> np.ndarray:
@@ -105,14 +119,15 @@ def cold_query(session, query: np.ndarray) -> tuple[float, float, float]:
 
 
 def bench_top_k(session, reference: Reference, probes, dim: int, top_k: int, duckdb_repeats: int) -> dict:
-    """Warm queries, ours and NumPy's interleaved (so that load on the machine hits both alike),
-    then DuckDB's scan; and whether the answers agree."""
-    ours_ms, numpy_ms, rankings = [], [], []
-    for query in probes:
-        ms, ranking = timed(lambda q=query: similarity.search(session, "SELECT * FROM t", "emb", q, top_k=top_k), 1)
-        ours_ms.append(ms)
-        rankings.append(ranking)
-        numpy_ms.append(timed(lambda q=query: reference.top(q, top_k), 1)[0])
+    """Warm queries, ours and NumPy's in alternating blocks (see SETTLE_SECONDS), then DuckDB's
+    scan; and whether the answers agree."""
+    ours_ms, numpy_ms = [], []
+    for _ in range(ROUNDS):
+        times, rankings = timed_blocks(
+            lambda q: similarity.search(session, "SELECT * FROM t", "emb", q, top_k=top_k), probes
+        )
+        ours_ms += times
+        numpy_ms += timed_blocks(lambda q: reference.top(q, top_k), probes)[0]
     sql = f"SELECT id FROM t ORDER BY array_cosine_similarity(emb, ?::FLOAT[{dim}]) DESC LIMIT {top_k}"
     duck_ms, _ = timed(lambda: session.connection.execute(sql, [probes[0].tolist()]).fetchall(), duckdb_repeats)
     # Ours must equal the exact answer; NumPy's and DuckDB's float32 scores may swap rows whose

@@ -480,6 +480,10 @@ def test_a_direct_write_that_changes_the_row_count_or_a_candidate_is_still_caugh
     # Behind the session's back: the version does not move, the guards must catch it.
     session.connection.execute("DELETE FROM t WHERE id = 5")
     assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [7, 4000, brute_force(matrix, present, query, 4)[3]]
+    # A new best row: no candidate of the old index moves, only the count tells.
+    session.connection.execute("INSERT INTO t VALUES (9999, 0, ?::FLOAT[24])", [query.tolist()])
+    assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [9999, 7, 4000]
+    session.connection.execute("DELETE FROM t WHERE id = 9999")
     # Every row changes, the count does not: the re-fetched candidates no longer match their codes.
     session.connection.execute("UPDATE t SET emb = list_transform(emb, lambda x: -x)::FLOAT[24]")
     flipped = np.delete(-matrix, 5, axis=0)
