@@ -283,7 +283,9 @@ class ClipAdapter:
 
     Embeddings are open_clip's ``encode_image``/``encode_text`` outputs, not normalised.
     ``reduced_decode`` False turns off reduced-size JPEG decoding (images.open_image), for
-    pixel-exact preprocessing of large photos at ~5x the decoding cost.
+    pixel-exact preprocessing of large photos at ~5x the decoding cost. ``packed_tower`` False
+    runs open_clip's own image tower on a CPU instead of the copy with oneDNN-packed linear
+    layers (models/onednn.py: ~1.2x faster, equal to about 1e-6).
     """
 
     modalities = frozenset({"image", "text"})
@@ -298,6 +300,8 @@ class ClipAdapter:
         size = model.visual.preprocess_cfg.get("size", 224)
         self.input_side = min(size) if isinstance(size, (tuple, list)) else int(size)
         self.reduced_decode = True
+        self.packed_tower = True
+        self._cpu_tower = None  # built at the first image batch on a CPU; False: not possible
 
     @property
     def default_batch_size(self) -> int:
@@ -315,7 +319,7 @@ class ClipAdapter:
         return embed_image_batches(
             paths,
             self.preprocess,
-            self.model.encode_image,
+            self._image_encoder(batch_size or self.default_batch_size),
             batch_size=batch_size or self.default_batch_size,
             num_workers=num_workers,
             device=self.device,
@@ -324,6 +328,18 @@ class ClipAdapter:
             input_size=self.input_side if self.reduced_decode else None,
             dim=self.embedding_dim,
         )
+
+    def _image_encoder(self, batch_size: int):
+        """``encode_image``, or on a CPU the same tower with packed linear layers."""
+        if self.device != "cpu" or not self.packed_tower:
+            return self.model.encode_image
+        if self._cpu_tower is None:
+            from .onednn import packed_tower
+
+            grid = getattr(self.model.visual, "grid_size", None)
+            tokens = grid[0] * grid[1] + 1 if grid else 1
+            self._cpu_tower = packed_tower(self.model.visual, rows=batch_size * tokens) or False
+        return self._cpu_tower or self.model.encode_image
 
     def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None, progress=None) -> np.ndarray:
         import torch
