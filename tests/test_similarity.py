@@ -185,6 +185,23 @@ def test_packed_products_stay_within_their_stated_error(dim):
         assert query_error < 0.03  # a 7-bit grid: far tighter than the codes' own residual allows
 
 
+def test_packing_chunk_by_chunk_while_rows_arrive_gives_the_same_products():
+    rng = np.random.default_rng(7)
+    codes = rng.integers(-127, 128, (2500, 32), dtype=np.int8)
+    whole = fbgemm_packed(codes, chunk_rows=1000)
+    filling = np.zeros_like(codes)
+    packing = PackedCodes.packing(filling, chunk_rows=1000)
+    filled = 0
+    for stop in (700, 1500, 2200, 2500):  # batches that do not line up with the chunks
+        filling[filled:stop] = codes[filled:stop]
+        packing.rows_ready(stop)
+        filled = stop
+    packed = packing.finish(2500)
+    assert packed.bounds == [(0, 1000), (1000, 2000), (2000, 2500)]
+    query = rng.standard_normal(32)
+    assert np.array_equal(packed.products(query)[0], whole.products(query)[0])
+
+
 def test_the_bfloat16_kernel_is_never_used_where_its_loop_would_read_past_a_row():
     assert not quantised._bf16_kernel_fits(24)
     assert not quantised._bf16_kernel_fits(1000)
@@ -431,6 +448,20 @@ def test_a_column_named_rowid_falls_back_to_the_direct_search(session):
 
 def cached_indexes(session):
     return list(session.cache.get(similarity.CACHE_KEY, {}).values())
+
+
+def test_a_large_table_is_packed_while_it_is_read_and_searched_exactly(session):
+    rng = np.random.default_rng(8)
+    matrix = rng.standard_normal((17000, 512)).astype(np.float32)  # 8.7 MB of codes: packed
+    present = np.ones(len(matrix), bool)
+    make_table(session, matrix)
+    for query in (rng.standard_normal(512), matrix[16999]):
+        for top_k in (1, 10, 300):
+            ranking = search(session, "SELECT * FROM t", "emb", query, top_k=top_k)
+            assert ids(ranking) == brute_force(matrix, present, query, top_k)
+    (index,) = cached_indexes(session)
+    if has_fbgemm():
+        assert index.packed is not None and index.packed.rows == 17000
 
 
 def test_the_index_is_built_once_and_reused(session, data):

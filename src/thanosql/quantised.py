@@ -89,12 +89,17 @@ def quantise(matrix: np.ndarray, present: np.ndarray) -> Quantised:
     of the residuals (under 1e-6) is covered by similarity.ROUNDING_SLACK. Each row's result depends on
     that row alone, so re-quantising a fetched row reproduces its codes exactly.
     """
-    rows, dim = matrix.shape
-    out = Quantised.empty(rows, dim)
+    out = Quantised.empty(*matrix.shape)
+    quantise_into(out, 0, matrix, present)
+    return out
+
+
+def quantise_into(out: Quantised, first_row: int, matrix: np.ndarray, present: np.ndarray) -> None:
+    """``quantise(matrix, present)`` written into rows ``first_row`` onwards of ``out``."""
+    rows = len(matrix)
     for start in range(0, rows, QUANTISE_BLOCK_ROWS):
         stop = min(start + QUANTISE_BLOCK_ROWS, rows)
-        _quantise_block(matrix[start:stop], present[start:stop], out, slice(start, stop))
-    return out
+        _quantise_block(matrix[start:stop], present[start:stop], out, slice(first_row + start, first_row + stop))
 
 
 def _quantise_block(matrix: np.ndarray, present: np.ndarray, out: Quantised, rows: slice) -> None:
@@ -384,6 +389,13 @@ class PackedCodes:
                 chunks = list(pool.map(lambda span: _pack_chunk(torch, codes[span[0] : span[1]]), bounds))
         return cls(chunks, bounds, dim, query_levels)
 
+    @classmethod
+    def packing(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> "Packing | None":
+        """A Packing of ``codes`` (n, d), an array still being filled in, from its first rows
+        on; None where fbgemm is missing or fails the check."""
+        query_levels = _packed_query_levels(codes.shape[1]) if len(codes) else 0
+        return Packing(codes, chunk_rows, query_levels) if query_levels else None
+
     def products(self, query: np.ndarray) -> tuple[np.ndarray, float, float]:
         """``(p, q, r)`` as ``first_level_products`` gives them, for every row."""
         import torch
@@ -400,6 +412,56 @@ class PackedCodes:
                 out[start:stop] = kernel(row, scale, zero_point, chunk).numpy()[0]
         kernel_error = 2 * self.query_levels * np.sqrt(self.dim) * scale * PACKED_ROUNDING
         return out, grid_error + kernel_error + FLOAT32_ALLOWANCE, 0.0
+
+
+class Packing:
+    """Packs an index's codes while they are filled in: each chunk of ``chunk_rows`` rows as soon
+    as ``rows_ready`` says it is complete, on a background thread (packing releases the GIL), so
+    that a million rows' 3 s of packing overlap the reading and quantising.
+
+    >>> packing = PackedCodes.packing(codes)   # codes: preallocated (n, d) int8
+    >>> packing.rows_ready(65536)              # after filling rows 0..65535
+    >>> packed = packing.finish(n)             # packs the rest, waits, returns the PackedCodes
+
+    fbgemm stays the quantized engine until ``finish`` or ``cancel``.
+    """
+
+    def __init__(self, codes: np.ndarray, chunk_rows: int, query_levels: int) -> None:
+        self.codes, self.chunk_rows, self.query_levels = codes, chunk_rows, query_levels
+        self.engine = _fbgemm_engine()
+        self.torch = self.engine.__enter__()
+        self.pool = ThreadPoolExecutor(1)
+        self.jobs: list = []
+        self.submitted = 0
+
+    def rows_ready(self, filled: int) -> None:
+        """Rows ``0..filled-1`` hold their final codes: pack every chunk among them not packed yet."""
+        while self.submitted + self.chunk_rows <= filled:
+            self._submit(self.submitted + self.chunk_rows)
+
+    def _submit(self, stop: int) -> None:
+        span = (self.submitted, stop)
+        self.jobs.append((span, self.pool.submit(_pack_chunk, self.torch, self.codes[span[0] : span[1]])))
+        self.submitted = stop
+
+    def finish(self, rows: int) -> PackedCodes:
+        """The first ``rows`` rows packed (the last chunk may be shorter)."""
+        try:
+            if self.submitted < rows:
+                self._submit(rows)
+            chunks = [job.result() for _, job in self.jobs]
+        finally:
+            self._close(cancel=False)
+        return PackedCodes(chunks, [span for span, _ in self.jobs], self.codes.shape[1], self.query_levels)
+
+    def cancel(self) -> None:
+        self._close(cancel=True)
+
+    def _close(self, cancel: bool) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
+            self.engine.__exit__(None, None, None)
 
 
 def _packed_query(unit: np.ndarray, query_levels: int) -> tuple[np.ndarray, float, int, float]:

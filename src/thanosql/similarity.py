@@ -68,6 +68,7 @@ from .quantised import (
     Quantised,
     first_level_products,
     quantise,
+    quantise_into,
     two_level_products,
 )
 
@@ -139,6 +140,13 @@ def to_matrix(column: pa.Array | pa.ChunkedArray, name: str = "embedding", span:
         raise PlanError(f"column '{name}' holds lists of {value_type}, not embeddings of numbers", span=span)
     rows = sum(len(chunk) for chunk in chunks)
     dim = _dimension(chunks, kind)
+    if len(chunks) == 1 and pa.types.is_fixed_size_list(kind) and value_type == pa.float32():
+        # One chunk of FLOAT[d] without NULLs (a batch of an index build): Arrow's own buffer,
+        # read-only, instead of a copy.
+        chunk = chunks[0]
+        flat = chunk.values.slice(chunk.offset * dim, rows * dim)
+        if chunk.null_count == 0 and flat.null_count == 0:
+            return flat.to_numpy(zero_copy_only=True).reshape(rows, dim), np.ones(rows, dtype=bool)
     matrix = np.zeros((rows, dim), dtype=np.float32)
     present = np.zeros(rows, dtype=bool)
     start = 0
@@ -256,7 +264,9 @@ class CompactIndex:
     survivors with both levels and the query unquantised, so that about ``top_k`` rows remain.
     """
 
-    def __init__(self, rowids: np.ndarray, quantised: Quantised, pack: bool | None = None) -> None:
+    def __init__(
+        self, rowids: np.ndarray, quantised: Quantised, pack: bool | None = None, packed: PackedCodes | None = None
+    ) -> None:
         self.rowids = rowids
         self.levels = quantised
         self.codes = quantised.codes
@@ -265,11 +275,14 @@ class CompactIndex:
         self.scored_positions = np.flatnonzero(self.valid)
         self.max_code_norm = float(quantised.code_norm.max(initial=0.0))
         self.max_residual = float(quantised.residual.max(initial=0.0))
-        # Whole scans of a large index run on packed codes (quantised.PackedCodes); ``pack``
-        # forces the choice either way.
+        # Whole scans of a large index run on packed codes (quantised.PackedCodes): ``packed``
+        # as given (build_index packs while it reads), else packed here; ``pack`` forces the
+        # choice either way.
         if pack is None:
             pack = self.codes.nbytes >= PACK_MIN_BYTES
-        self.packed = PackedCodes.pack(self.codes) if pack else None
+        if packed is None and pack:
+            packed = PackedCodes.pack(self.codes)
+        self.packed = packed
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -381,38 +394,47 @@ def build_index(batches: Iterable[pa.RecordBatch], rows: int, name: str = "embed
 
     >>> build_index(connection.sql("SELECT rowid, emb FROM t").to_arrow_reader(32768), count)
 
-    Batches are quantised as they arrive, so the float32 column is never held whole. Raises
-    _Stale if the batches hold more rows than announced (the table changed meanwhile).
+    Batches are quantised as they arrive, so the float32 column is never held whole, and a large
+    index is packed (quantised.Packing) while later batches are read. Raises _Stale if the
+    batches hold more rows than announced (the table changed meanwhile).
     """
-    levels, rowids, filled = None, np.zeros(0, np.int64), 0
-    for batch in batches:
-        count = batch.num_rows
-        if count == 0:
-            continue
-        if filled + count > rows:
-            raise _Stale("the table grew while it was read")
-        matrix, present = to_matrix(batch.column(1), name)
+    levels, rowids, filled, packing = None, np.zeros(0, np.int64), 0, None
+    try:
+        for batch in batches:
+            count = batch.num_rows
+            if count == 0:
+                continue
+            if filled + count > rows:
+                raise _Stale("the table grew while it was read")
+            matrix, present = to_matrix(batch.column(1), name)
+            if levels is None:
+                levels, rowids = Quantised.empty(rows, matrix.shape[1]), np.empty(rows, np.int64)
+                if levels.codes.nbytes >= PACK_MIN_BYTES:
+                    packing = PackedCodes.packing(levels.codes)
+            elif matrix.shape[1] != levels.codes.shape[1]:
+                raise PlanError(
+                    f"column '{name}' holds embeddings of different lengths: "
+                    f"{levels.codes.shape[1]} and {matrix.shape[1]} values",
+                    hint="every embedding of a column must come from the same model",
+                )
+            rowids[filled : filled + count] = batch.column(0).to_numpy()
+            quantise_into(levels, filled, matrix, present)
+            filled += count
+            if packing is not None:
+                packing.rows_ready(filled)
         if levels is None:
-            levels, rowids = Quantised.empty(rows, matrix.shape[1]), np.empty(rows, np.int64)
-        elif matrix.shape[1] != levels.codes.shape[1]:
-            raise PlanError(
-                f"column '{name}' holds embeddings of different lengths: "
-                f"{levels.codes.shape[1]} and {matrix.shape[1]} values",
-                hint="every embedding of a column must come from the same model",
-            )
-        rowids[filled : filled + count] = batch.column(0).to_numpy()
-        part = quantise(matrix, present)
-        for field_name in Quantised.FIELDS:
-            getattr(levels, field_name)[filled : filled + count] = getattr(part, field_name)
-        filled += count
-    if levels is None:
-        return CompactIndex(np.zeros(0, np.int64), Quantised.empty(0, 0))
-    if filled < rows:
-        rowids, levels = rowids[:filled], levels.take(np.arange(filled))
-    if len(rowids) > 1 and not np.all(rowids[1:] > rowids[:-1]):
-        order = np.argsort(rowids, kind="stable")
-        rowids, levels = rowids[order], levels.take(order)
-    return CompactIndex(rowids, levels)
+            return CompactIndex(np.zeros(0, np.int64), Quantised.empty(0, 0))
+        if filled < rows or (len(rowids) > 1 and not np.all(rowids[1:] > rowids[:-1])):
+            # Rows to drop or to put in rowid order: what was packed no longer lines up.
+            if packing is not None:
+                packing.cancel()
+            order = np.argsort(rowids[:filled], kind="stable")
+            return CompactIndex(rowids[:filled][order], levels.take(order))
+        packed = packing.finish(filled) if packing is not None else None
+        return CompactIndex(rowids, levels, packed=packed)
+    finally:
+        if packing is not None:
+            packing.cancel()  # after finish: nothing left to stop
 
 
 # -- recognising a plain scan -----------------------------------------------------------------
