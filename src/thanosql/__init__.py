@@ -8,9 +8,13 @@ Modules, in the order they depend on each other:
   options     OPTIONS each statement takes (names, defaults, legacy aliases)
   planner     statement -> Plan (steps for extension statements, SQL over their results)
   session     Session: one DuckDB connection on a workspace; runs plans, calls handlers
+  transfer    streamed, hashed HTTP downloads and atomic folder swaps
+  quantised   embeddings as int8 codes, and the kernels that multiply codes with a query
+  similarity  exact top-k cosine search over a cached, quantised index of a table's column
   statements  handlers of the extension statements (data, models, convert, search, ...)
   datasets    dataset manifest, checksummed downloads, built-in generated datasets
-  models      model store, CLIP (open_clip) and SimCLR (lightly) adapters, weights
+  models      model store, CLIP (open_clip) and SimCLR (lightly) adapters, weights,
+              the CPU image tower on oneDNN-packed layers
   display     image grids and results as pictures or text
   magic       %%thanosql (the IPython boundary); cli: the `thanosql` command
 """
