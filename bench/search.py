@@ -114,7 +114,7 @@ def cold_query(session, query: np.ndarray) -> tuple[float, float, float]:
     start = time.perf_counter()
     similarity.search(session, "SELECT * FROM t", "emb", query, top_k=10)
     elapsed = (time.perf_counter() - start) * 1000
-    index = next(iter(session.cache[similarity.CACHE_KEY].values()))
+    index = next(iter(session.cache[similarity.CACHE_KEY].values())).index
     return elapsed, rss_mb("VmHWM") - before, index.nbytes / 2**20
 
 

@@ -447,7 +447,7 @@ def test_a_column_named_rowid_falls_back_to_the_direct_search(session):
 
 
 def cached_indexes(session):
-    return list(session.cache.get(similarity.CACHE_KEY, {}).values())
+    return [entry.index for entry in session.cache.get(similarity.CACHE_KEY, {}).values()]
 
 
 def test_a_large_table_is_packed_while_it_is_read_and_searched_exactly(session):
@@ -482,14 +482,19 @@ def test_the_index_is_built_once_and_reused(session, data):
         "UPDATE t SET emb = {near} WHERE id = 1234",
         "DELETE FROM t WHERE id IN (5, 7, 4000)",
         "CREATE OR REPLACE TABLE t AS SELECT * FROM t WHERE id % 2 = 0",
+        "DELETE FROM t WHERE id = 1234; INSERT INTO t SELECT 1234, 0, {near}",  # the same row count
+        "UPDATE t SET emb = list_transform(emb, lambda x: -x)::FLOAT[24]",  # every row, in place
     ],
 )
 def test_changes_made_through_the_session_are_seen_by_the_next_search(session, data, change):
     matrix, present, query = data
     make_table(session, matrix, present)
     search(session, "SELECT * FROM t", "emb", query, top_k=10)
+    (before,) = cached_indexes(session)
     near = "[" + ", ".join(f"{v:.6f}" for v in query) + "]::FLOAT[24]"
     session.execute(change.format(near=near))
+    search(session, "SELECT * FROM t", "emb", query, top_k=1)
+    assert cached_indexes(session)[0] is not before  # rebuilt at once, not caught later
     table = session.query("SELECT id, emb FROM t")
     current, current_present = to_matrix(table.column("emb"))
     expected = table.column("id").to_numpy()[brute_force(current, current_present, query, 10)]
@@ -522,13 +527,19 @@ def test_a_direct_write_that_changes_the_row_count_or_a_candidate_is_still_caugh
     assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=10)) == expected.tolist()
 
 
-def test_indexes_of_older_versions_are_dropped(session, data):
+def test_a_write_elsewhere_keeps_the_index_and_a_write_to_its_table_replaces_it(session, data):
     matrix, present, query = data
     make_table(session, matrix, present)
-    make_table(session, matrix, present, name="u")
     search(session, "SELECT * FROM t", "emb", query, top_k=5)
-    search(session, "SELECT * FROM u", "emb", query, top_k=5)
-    assert len(cached_indexes(session)) == 2
+    (index,) = cached_indexes(session)
     session.execute("CREATE TABLE other (x INTEGER)")
+    session.execute("INSERT INTO other VALUES (1)")
     search(session, "SELECT * FROM t", "emb", query, top_k=5)
-    assert len(cached_indexes(session)) == 1
+    assert cached_indexes(session) == [index]  # kept: t is as it was
+    session.execute("DELETE FROM t WHERE id = 7")
+    ranking = search(session, "SELECT * FROM t", "emb", query, top_k=5)
+    (rebuilt,) = cached_indexes(session)
+    assert rebuilt is not index and len(rebuilt) == len(index) - 1
+    assert ids(ranking) == np.delete(np.arange(6000), 7)[brute_force(np.delete(matrix, 7, 0), np.delete(present, 7), query, 5)].tolist()
+
+
