@@ -39,15 +39,19 @@ Design (why it beats NumPy's brute force, and stays exact):
   Anything else (joins, computed columns, views, nested results; ``top_k=None`` and the inline
   era, which need every row anyway) is searched directly over the query's rows: still exact,
   only without the cache.
-* How it stays correct when the table changes. Indexes are keyed on ``session.data_version``,
-  which the session bumps for every statement that is not a pure query and for every
-  ``write_table``; older versions are dropped. Writes made through ``session.connection``
-  directly are not seen that way, so the query that fetches the candidates by rowid also
-  counts the table's rows (one round trip), and a sample of the fetched rows is re-quantised
-  against their codes: a count other than the index's, a candidate missing (DuckDB gives an
-  updated row a new rowid) or changed rebuilds the index and searches again. A direct
-  write that passes these checks can go unseen until the next statement run through the
-  session: write with ``session.execute`` or ``write_table``.
+* How it stays correct when the table changes. Each index remembers the session's
+  ``data_version`` (bumped by every statement that is not a pure query and by every
+  ``write_table``) and its table's fingerprint: catalog identity, row count and storage layout
+  (``pragma_storage_info``: DuckDB stores inserted rows, and updated list or array rows, as new
+  rows in new or longer segments). After a write the fingerprint is taken again (about 0.15 s
+  at 1M x 512, against 8 s for a rebuild): the same, the index is kept (a write to another
+  table); else it is rebuilt. Writes made through ``session.connection`` directly do not move
+  the version, so the query that fetches the candidates by rowid also counts the table's rows
+  (one round trip), and a sample of the fetched rows is re-quantised against their codes: a
+  count other than the index's, a candidate missing (DuckDB gives an updated row a new rowid)
+  or changed rebuilds the index and searches again. A direct write that passes these checks
+  can go unseen until the next statement run through the session: write with
+  ``session.execute`` or ``write_table``.
 """
 
 from __future__ import annotations
