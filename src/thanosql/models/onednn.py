@@ -84,8 +84,8 @@ class PackedLinear(nn.Module):
 
 
 class PackedSelfAttention(nn.Module):
-    """nn.MultiheadAttention's self-attention (query, key and value the same tensor, no weights
-    returned) on packed projections and ``scaled_dot_product_attention``."""
+    """nn.MultiheadAttention's self-attention (query, key and value the same tensor, no mask, no
+    weights returned) on packed projections and ``scaled_dot_product_attention``."""
 
     @staticmethod
     def fits(attention) -> bool:
@@ -106,12 +106,14 @@ class PackedSelfAttention(nn.Module):
         self.out = PackedLinear(attention.out_proj.weight, attention.out_proj.bias, rows)
 
     def forward(self, query, key, value, need_weights=False, attn_mask=None, **options):
-        if key is not query or value is not query or need_weights or options.get("key_padding_mask") is not None:
+        # Anything but plain self-attention (a mask, whose conventions differ between the two
+        # APIs, padding, weights asked for) is left to nn.MultiheadAttention.
+        if key is not query or value is not query or need_weights or attn_mask is not None or options:
             return self.original(query, key, value, need_weights=need_weights, attn_mask=attn_mask, **options)
         x = query if self.batch_first else query.transpose(0, 1)
         batch, tokens, width = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        mixed = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+        mixed = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         out = self.out(mixed.transpose(1, 2).reshape(batch, tokens, width))
         return (out if self.batch_first else out.transpose(0, 1)), None
 
