@@ -177,6 +177,7 @@ def test_packed_products_stay_within_their_stated_error(dim):
     codes = rng.integers(-127, 128, (3000, dim), dtype=np.int8)
     codes[:10], codes[10:20] = 127, -127
     packed = fbgemm_packed(codes, chunk_rows=1000)
+    assert packed.bounds == [(0, 1000), (1000, 2000), (2000, 3000)]
     norms = np.linalg.norm(codes.astype(np.float64), axis=1)
     for query in (rng.standard_normal(dim), np.eye(dim)[0], np.ones(dim), -np.ones(dim), rng.uniform(0, 1, dim)):
         products, query_error, relative_error = quantised.first_level_products(codes, query, packed)

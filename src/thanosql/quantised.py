@@ -206,6 +206,12 @@ def int8_matvec_float(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
     return out
 
 
+def unit_vector(query) -> np.ndarray:
+    """``query`` (d,) divided by its length, in float64."""
+    unit = np.asarray(query, np.float64)
+    return unit / np.sqrt((unit * unit).sum())
+
+
 # float32 rounding of the normalised query and of a product, relative to |c| (16 units in the
 # last place).
 FLOAT32_ALLOWANCE = 2.0**-20
@@ -228,8 +234,7 @@ def first_level_products(
     """
     if packed is not None:
         return packed.products(query)
-    unit = np.asarray(query, np.float64)
-    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
+    unit = unit_vector(query).astype(np.float32)
     dim = codes.shape[1]
     if _bf16_kernel_fits(dim):
         return _bf16_products(codes, unit), BF16_ERROR + 2 * float32_dot_error(dim) + FLOAT32_ALLOWANCE, BF16_ERROR
@@ -270,8 +275,7 @@ def _bf16_kernel_fits(dim: int) -> bool:
         return False
     rng = np.random.default_rng(0)
     codes = rng.integers(-INT8_LEVELS, INT8_LEVELS + 1, (256, dim), dtype=np.int8)
-    unit = rng.standard_normal(dim)
-    unit = (unit / np.sqrt((unit * unit).sum())).astype(np.float32)
+    unit = unit_vector(rng.standard_normal(dim)).astype(np.float32)
     try:
         products = _bf16_products(codes, unit)
     except (RuntimeError, NotImplementedError):
@@ -309,8 +313,8 @@ def two_level_products(
     |r.v - y| <= |r|*ey, both near 1e-7.
 
     Exact int8 products with the query in int8 levels: three for the codes, two for the fine
-    codes (whose scale is about 250 times smaller). Five int8 GEMVs of the gathered rows cost a
-    fifth of one float32 product of the same rows (measured: 16k x 512 rows).
+    codes (whose scale is about 250 times smaller). At 16k gathered rows of 512 values one int8
+    GEMV took 0.3 ms here, against 4.8 ms to widen the rows to float32 and multiply them once.
     """
     levels, remainder = query_levels(unit, 3)
     coarse = sum(scale * int8_matvec(codes, level) for level, scale in levels)
@@ -381,13 +385,11 @@ class PackedCodes:
 
     @classmethod
     def _pack(cls, codes: np.ndarray, chunk_rows: int, query_levels: int) -> "PackedCodes":
-        rows, dim = codes.shape
-        bounds = [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
-        with _fbgemm_engine() as torch:
-            # Packing releases the GIL: chunks pack side by side, one per thread.
-            with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(bounds)))) as pool:
-                chunks = list(pool.map(lambda span: _pack_chunk(torch, codes[span[0] : span[1]]), bounds))
-        return cls(chunks, bounds, dim, query_levels)
+        import torch
+
+        # Every row is ready: the chunks pack side by side, one per thread.
+        packing = Packing(codes, chunk_rows, query_levels, threads=torch.get_num_threads())
+        return packing.finish(len(codes))
 
     @classmethod
     def packing(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> "Packing | None":
@@ -400,9 +402,7 @@ class PackedCodes:
         """``(p, q, r)`` as ``first_level_products`` gives them, for every row."""
         import torch
 
-        unit = np.asarray(query, np.float64)
-        unit = unit / np.sqrt((unit * unit).sum())
-        values, scale, zero_point, grid_error = _packed_query(unit, self.query_levels)
+        values, scale, zero_point, grid_error = _packed_query(unit_vector(query), self.query_levels)
         row = torch.from_numpy(values)[None, :]
         kernel = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
         out = np.empty(self.rows, np.float32)
@@ -416,8 +416,8 @@ class PackedCodes:
 
 class Packing:
     """Packs an index's codes while they are filled in: each chunk of ``chunk_rows`` rows as soon
-    as ``rows_ready`` says it is complete, on a background thread (packing releases the GIL), so
-    that a million rows' 3 s of packing overlap the reading and quantising.
+    as ``rows_ready`` says it is complete, on ``threads`` background threads (packing releases
+    the GIL), so that a million rows' 3 s of packing overlap the reading and quantising.
 
     >>> packing = PackedCodes.packing(codes)   # codes: preallocated (n, d) int8
     >>> packing.rows_ready(65536)              # after filling rows 0..65535
@@ -426,11 +426,11 @@ class Packing:
     fbgemm stays the quantized engine until ``finish`` or ``cancel``.
     """
 
-    def __init__(self, codes: np.ndarray, chunk_rows: int, query_levels: int) -> None:
+    def __init__(self, codes: np.ndarray, chunk_rows: int, query_levels: int, threads: int = 1) -> None:
         self.codes, self.chunk_rows, self.query_levels = codes, chunk_rows, query_levels
         self.engine = _fbgemm_engine()
         self.torch = self.engine.__enter__()
-        self.pool = ThreadPoolExecutor(1)
+        self.pool = ThreadPoolExecutor(max(1, threads))
         self.jobs: list = []
         self.submitted = 0
 
@@ -447,6 +447,7 @@ class Packing:
     def finish(self, rows: int) -> PackedCodes:
         """The first ``rows`` rows packed (the last chunk may be shorter)."""
         try:
+            self.rows_ready(rows)
             if self.submitted < rows:
                 self._submit(rows)
             chunks = [job.result() for _, job in self.jobs]
@@ -498,7 +499,7 @@ def _packed_kernel_fits(dim: int, query_levels: int) -> bool:
     try:
         packed = PackedCodes._pack(codes, 256, query_levels)
         for query in (rng.standard_normal(dim), np.ones(dim), -np.abs(rng.standard_normal(dim)), np.eye(dim)[0]):
-            unit = query / np.sqrt((query * query).sum())
+            unit = unit_vector(query)
             products, query_error, _ = packed.products(unit)
             values, scale, _, grid_error = _packed_query(unit, query_levels)
             exact = codes.astype(np.float64) @ values.astype(np.float64)

@@ -74,6 +74,7 @@ from .quantised import (
     quantise,
     quantise_into,
     two_level_products,
+    unit_vector,
 )
 
 # Absolute slack added to every bound: covers float32 rounding of the screening arithmetic
@@ -359,8 +360,7 @@ class CompactIndex:
         if len(positions) <= top_k:
             return positions
         levels = self.levels
-        unit = np.asarray(query, np.float64)
-        unit = unit / np.sqrt((unit * unit).sum())
+        unit = unit_vector(query)
         codes = np.take(levels.codes, positions, axis=0)
         fine_codes = np.take(levels.fine_codes, positions, axis=0)
         coarse, fine, coarse_error, fine_error = two_level_products(codes, fine_codes, unit)
@@ -713,7 +713,7 @@ def _cached_index(session, scan: TableScan, source_column: str, rebuild: bool) -
             return entry.index
     indexes.pop(key, None)
     fingerprint = _fingerprint(session, scan)
-    index = _read_index(session, scan, source_column)
+    index = _read_index(session, scan, source_column, rows=fingerprint[-1])
     indexes[key] = _Cached(index, session.data_version, fingerprint)
     # The least recently used go first, past a count or a memory budget (the newest stays).
     while len(indexes) > 1 and (
@@ -727,7 +727,9 @@ def _fingerprint(session, scan: TableScan) -> tuple:
     """What changes when the scan's table is written: its catalog identity (a table dropped and
     made again is another table), its row count, and its storage layout (DuckDB stores an
     inserted row, and an updated list or array row, as a new row in a new or longer segment).
-    About 0.1 s at a million rows of 512 values, paid only after a write."""
+    About 0.15 s at a million rows of 512 values, paid only after a write. Raises _Fallback for
+    anything but a stored table (a view, a registered frame, a file read by name): only stored
+    tables have stable rows."""
     table = scan.node["from_table"]
     parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
     qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
@@ -745,7 +747,9 @@ def _fingerprint(session, scan: TableScan) -> tuple:
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise _Fallback(str(exc)) from exc
-    return (tuple(identity[0] or ()), hash(tuple(identity[1] or ())), _row_count(session, scan))
+    if not identity[0]:
+        raise _Fallback("not a stored table")
+    return (tuple(identity[0]), hash(tuple(identity[1] or ())), _row_count(session, scan))
 
 
 def _run(connection, sql: str) -> pa.Table:
@@ -769,11 +773,9 @@ def _select_items(connection, text: str) -> list[dict]:
     return json.loads(tree)["statements"][0]["node"]["select_list"]
 
 
-def _read_index(session, scan: TableScan, source_column: str) -> CompactIndex:
+def _read_index(session, scan: TableScan, source_column: str, rows: int) -> CompactIndex:
+    """The index of ``source_column`` of the scan's stored table of ``rows`` rows."""
     connection = session.connection
-    # Only stored tables have stable rows: not views, registered frames or files read by name.
-    if not _is_stored_table(connection, scan):
-        raise _Fallback("not a stored table")
     try:
         names = connection.sql(scan.query("columns", connection)).columns
     except duckdb.Error as exc:
@@ -781,7 +783,6 @@ def _read_index(session, scan: TableScan, source_column: str) -> CompactIndex:
     # A real column named rowid hides DuckDB's row identifier.
     if any(name.lower() == "rowid" for name in names):
         raise _Fallback("the table has a column named rowid")
-    rows = _row_count(session, scan)
     try:
         reader = connection.sql(scan.query("index", connection, source_column)).to_arrow_reader(INDEX_BATCH_ROWS)
     except duckdb.Error as exc:
@@ -792,18 +793,6 @@ def _read_index(session, scan: TableScan, source_column: str) -> CompactIndex:
         raise _Fallback(str(exc)) from exc
     finally:
         reader.close()  # an unread result would block the connection
-
-
-def _is_stored_table(connection, scan: TableScan) -> bool:
-    table = scan.node["from_table"]
-    name, schema, catalog = table.get("table_name", ""), table.get("schema_name", ""), table.get("catalog_name", "")
-    count = _scalar(
-        connection,
-        "SELECT count(*) FROM duckdb_tables() WHERE lower(table_name) = lower($1) "
-        "AND ($2 = '' OR lower(schema_name) = lower($2)) AND ($3 = '' OR lower(database_name) = lower($3))",
-        [name, schema, catalog],
-    )
-    return count > 0
 
 
 def _filtered_positions(session, scan: TableScan, index: CompactIndex) -> np.ndarray | None:
