@@ -35,7 +35,7 @@ def test_a_failed_write_leaves_the_earlier_model_and_no_partial_folder(store):
             (folder / "weights.pt").write_bytes(b"new")
             raise RuntimeError("interrupted")
     assert (store.root / "m" / "weights.pt").read_bytes() == b"old"
-    assert sorted(p.name for p in store.root.iterdir()) == ["m"]
+    assert sorted(p.name for p in store.root.iterdir() if p.name != ".lock") == ["m"]
 
 
 def test_overwrite_false_refuses_and_true_replaces(store):
@@ -44,14 +44,16 @@ def test_overwrite_false_refuses_and_true_replaces(store):
         make(store, "m", b"new")
     make(store, "m", b"new", overwrite=True)
     assert (store.root / "m" / "weights.pt").read_bytes() == b"new"
-    assert sorted(p.name for p in store.root.iterdir()) == ["m"]
+    assert sorted(p.name for p in store.root.iterdir() if p.name != ".lock") == ["m"]
 
 
-def test_names_skip_folders_that_are_not_complete_models(store):
+def test_a_folder_without_model_json_is_listed_as_damaged_not_as_a_model(store):
     make(store, "b")
     make(store, "a")
     (store.root / "half").mkdir()
-    assert store.names() == ["a", "b"]
+    (store.root / ".unfinished.partial").mkdir()
+    assert [info.name for info in store.list()] == ["a", "b"]
+    assert store.damaged() == {"half": "model.json is missing"}
 
 
 def test_an_unknown_model_lists_the_known_ones(store):

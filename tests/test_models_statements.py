@@ -279,7 +279,7 @@ def test_delete_removes_the_model_and_its_loaded_copy(session, files):
     embeddings(session, "up")
     session.execute("DELETE MODEL up")
     assert session.models.names() == ["keep"]
-    assert not any(isinstance(k, tuple) and k[:2] == ("model", "up") for k in session.cache)
+    assert "up" not in session.caches.models.names()
     with pytest.raises(ModelError, match="no model named 'up'") as caught:
         embeddings(session, "up")
     assert "valid models: keep" in caught.value.hint

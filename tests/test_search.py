@@ -13,7 +13,6 @@ import pytest
 import thanosql
 from thanosql import ModelError, PlanError, similarity
 from thanosql.display import ImageGrid
-from thanosql.statements.search import QUERY_CACHE_KEY
 from seeds import SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 from tiny_clip import reference_text_embeddings, save_tiny_checkpoint
 
@@ -409,12 +408,12 @@ def test_an_existing_result_column_is_replaced_where_it_stands(seed002):
 
 def test_the_query_embedding_is_computed_once_per_input(seed000):
     session, _ = seed000
-    session.cache.pop(QUERY_CACHE_KEY, None)
+    session.caches.queries.clear()
     session.execute(SEED_000_SELECT)
     session.execute(SEED_000_SELECT)
-    assert len(session.cache[QUERY_CACHE_KEY]) == 1
+    assert len(session.caches.queries) == 1
     session.execute(SEED_000_SELECT.replace("a black cat", "a white dog"))
-    assert len(session.cache[QUERY_CACHE_KEY]) == 2
+    assert len(session.caches.queries) == 2
 
 
 def test_a_search_string_never_reaches_sql(seed000):

@@ -36,9 +36,9 @@ def make_table(session, matrix, present=None, name="t", extra=None):
         pa.array(matrix.reshape(-1), pa.float32()), dim, mask=pa.array(~present)
     )
     data = {"id": np.arange(rows), "grp": np.arange(rows) % 3, "emb": column, **(extra or {})}
-    session.connection.register("__incoming", pa.table(data))
+    session.write_table("__incoming", pa.table(data))
     session.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * REPLACE (emb::FLOAT[{dim}] AS emb) FROM __incoming")
-    session.connection.unregister("__incoming")
+    session.execute("DROP TABLE __incoming")
 
 
 def ids(ranking):
@@ -274,7 +274,8 @@ def test_kth_bound_selection_equals_a_full_sort():
 )
 def test_plain_scans_of_one_table_are_recognised(session, sql):
     session.execute("CREATE TABLE t (id INTEGER, grp INTEGER, emb FLOAT[2])")
-    scan = recognise_scan(session.connection, sql)
+    with session.connect() as connection:
+        scan = recognise_scan(connection, sql)
     assert scan is not None and scan.key[-1] == "t"
 
 
@@ -299,7 +300,8 @@ def test_plain_scans_of_one_table_are_recognised(session, sql):
     ],
 )
 def test_anything_but_a_plain_scan_is_not_recognised(session, sql):
-    assert recognise_scan(session.connection, sql) is None
+    with session.connect() as connection:
+        assert recognise_scan(connection, sql) is None
 
 
 # -- search over DuckDB tables ---------------------------------------------------------------------
@@ -376,13 +378,14 @@ def test_other_queries_are_searched_directly_with_the_same_rules(session, data, 
 def test_registered_frames_and_files_are_searched_directly(session, data, tmp_path):
     matrix, present, query = data
     make_table(session, matrix, present)
-    session.connection.execute(f"COPY (SELECT * FROM t) TO '{tmp_path / 'rows.parquet'}'")
-    session.connection.register("frame", session.query("SELECT * FROM t"))
+    session.execute(f"COPY (SELECT * FROM t) TO '{tmp_path / 'rows.parquet'}'")
     expected = brute_force(matrix, present, query, 5)
-    for sql in ["SELECT * FROM frame", f"SELECT * FROM '{tmp_path / 'rows.parquet'}'"]:
-        ranking = search(session, sql, "emb", query, top_k=5)
-        assert ranking.method == "direct" and ids(ranking) == expected
-    assert similarity.CACHE_KEY not in session.cache or not session.cache[similarity.CACHE_KEY]
+    with session.connect() as connection:
+        connection.register("frame", session.query("SELECT * FROM t"))
+        for sql in ["SELECT * FROM frame", f"SELECT * FROM '{tmp_path / 'rows.parquet'}'"]:
+            ranking = search(session, sql, "emb", query, top_k=5)
+            assert ranking.method == "direct" and ids(ranking) == expected
+    assert cached_indexes(session) == []
 
 
 def test_rows_without_embeddings_come_last_to_fill_top_k(session):
@@ -448,7 +451,7 @@ def test_a_column_named_rowid_falls_back_to_the_direct_search(session):
 
 
 def cached_indexes(session):
-    return [entry.index for entry in session.cache.get(similarity.CACHE_KEY, {}).values()]
+    return session.caches.indexes.indexes()
 
 
 def test_a_large_table_is_packed_while_it_is_read_and_searched_exactly(session):
@@ -514,15 +517,20 @@ def test_a_direct_write_that_changes_the_row_count_or_a_candidate_is_still_caugh
     matrix, present, query = data
     make_table(session, matrix, present)
     search(session, "SELECT * FROM t", "emb", query, top_k=3)
-    # Behind the session's back: the version does not move, the guards must catch it.
-    session.connection.execute("DELETE FROM t WHERE id = 5")
+    # Behind the session's back, on a raw connection: the database's files tell.
+    direct = session.database.connect
+    with direct() as connection:
+        connection.execute("DELETE FROM t WHERE id = 5")
     assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [7, 4000, brute_force(matrix, present, query, 4)[3]]
     # A new best row: no candidate of the old index moves, only the count tells.
-    session.connection.execute("INSERT INTO t VALUES (9999, 0, ?::FLOAT[24])", [query.tolist()])
+    with direct() as connection:
+        connection.execute("INSERT INTO t VALUES (9999, 0, ?::FLOAT[24])", [query.tolist()])
     assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [9999, 7, 4000]
-    session.connection.execute("DELETE FROM t WHERE id = 9999")
+    with direct() as connection:
+        connection.execute("DELETE FROM t WHERE id = 9999")
     # Every row changes, the count does not: the re-fetched candidates no longer match their codes.
-    session.connection.execute("UPDATE t SET emb = list_transform(emb, lambda x: -x)::FLOAT[24]")
+    with direct() as connection:
+        connection.execute("UPDATE t SET emb = list_transform(emb, lambda x: -x)::FLOAT[24]")
     flipped = np.delete(-matrix, 5, axis=0)
     expected = np.delete(np.arange(6000), 5)[brute_force(flipped, np.delete(present, 5), query, 10)]
     assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=10)) == expected.tolist()

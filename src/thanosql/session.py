@@ -1,10 +1,30 @@
-"""A Session owns one DuckDB connection on the workspace's database and runs cells.
+"""A Session runs cells on one workspace: its database (database.py), its model and dataset
+stores (stores.py) and its caches (caches.py).
 
 ``execute(text)`` parses, plans and runs each statement in order and returns the last one's rows
 as a DataFrame (None for statements without rows). Plain SQL goes to DuckDB as written; extension
 statements go to the handler registered for their node type (imported only when used, so plain
 SQL never imports torch). Messages and pictures go to ``notify`` (the magic displays them, the
 command line prints them).
+
+Sharing (DESIGN.md decision 14). A workspace is used at once by several processes (notebooks,
+the command line, scripts) and threads, so a Session holds nothing open between statements:
+
+* The database is opened for each piece of work that reads or writes it (``with
+  session.connect() as connection``) and closed after, never held while a model computes: a
+  CONVERT holds it while it reads its rows and again while it writes its table, not while it
+  embeds. DuckDB allows one process at a time on a database file, so a process that finds it
+  held waits (and says so after a second) and fails only after ``lock_timeout`` seconds, with a
+  ThanoSQLError naming the holder. An open transaction (BEGIN in one cell, COMMIT in a later
+  one) or a temporary table keeps the connection, and so the lock, until it ends.
+* Each thread's statements use connections of their own, and the results of a statement's
+  nested steps are registered only on its own connections: threads never see each other's rows.
+* Caches built from the database (search indexes) check the database's change token before each
+  use, so a write by any process or session is seen by the next statement.
+* Models and datasets are replaced by a swap that every process sees as atomic; what a killed
+  statement left is recovered when a session opens the workspace (stores.py).
+* Ctrl-C stops the statement: its writes are rolled back, its unfinished files removed, and it
+  says so in one line.
 """
 
 from __future__ import annotations
@@ -12,7 +32,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field, replace
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,6 +43,9 @@ import pandas as pd
 import pyarrow as pa
 
 from . import nodes
+from .caches import Caches
+from .database import Database
+from .disk import disk_error, is_disk_full
 from .errors import ExecutionError, PlanError, ThanoSQLError, closest
 from .parser import STATEMENT_KEYWORDS, parse
 from .planner import Plan, Step, plan
@@ -66,6 +91,7 @@ class Settings:
     datasets_manifest: Path | None = None
     thumbnail_size: int = 160
     progress: bool = True
+    lock_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
@@ -81,6 +107,18 @@ class Settings:
         if offline is None:
             offline = env.get("THANOSQL_OFFLINE", "").strip().lower() in ("1", "true", "yes")
         device = overrides.pop("device", None) or env.get("THANOSQL_DEVICE") or "auto"
+        lock_timeout = overrides.pop("lock_timeout", None)
+        if lock_timeout is None:
+            lock_timeout = env.get("THANOSQL_LOCK_TIMEOUT") or 60.0
+        try:
+            lock_timeout = float(lock_timeout)
+        except (TypeError, ValueError):
+            lock_timeout = -1.0
+        if not lock_timeout >= 0:
+            raise ThanoSQLError(
+                "lock_timeout must be a number of seconds, 0 or more",
+                hint="e.g. connect(lock_timeout=120) or THANOSQL_LOCK_TIMEOUT=120",
+            )
         if device not in ("auto", "cpu", "cuda"):
             raise ThanoSQLError(
                 f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda"
@@ -96,6 +134,7 @@ class Settings:
             offline=bool(offline),
             device=device,
             datasets_manifest=Path(manifest).expanduser() if manifest else None,
+            lock_timeout=lock_timeout,
             **overrides,
         )
 
@@ -105,7 +144,7 @@ def _print_notice(obj: Any) -> None:
 
 
 class Session:
-    """One workspace and its database.
+    """One workspace: its database, stores and caches.
 
     >>> session = connect("/tmp/ws")
     >>> session.execute("SELECT 42 AS answer")
@@ -116,14 +155,29 @@ class Session:
     def __init__(self, settings: Settings, notify: Callable[[Any], None] | None = None) -> None:
         self.settings = settings
         self.notify = notify or _print_notice
-        settings.workspace.mkdir(parents=True, exist_ok=True)
-        self.connection = duckdb.connect(str(settings.workspace / DATABASE_FILE))
-        # Per-session caches that handlers own (loaded models, search indexes), by key.
-        self.cache: dict[Any, Any] = {}
-        # Bumped by every statement that may change data (anything but a query), so caches
-        # built from table contents (search indexes) know when to rebuild. Writes made through
-        # ``session.connection`` directly are not seen: use execute() or write_table().
-        self.data_version = 0
+        _prepare_workspace(settings.workspace)
+        self.database = Database(
+            settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout, notify=self._notice
+        )
+        self.caches = Caches()
+        # Per thread: the results of the running statement's nested steps, registered on each
+        # connection that statement opens (never on another thread's).
+        self._local = threading.local()
+        self._recover()
+
+    def _notice(self, message: str) -> None:
+        self.notify(message)
+
+    def _recover(self) -> None:
+        """Finish or undo what killed statements left in the stores (stores.py)."""
+        from .stores import FolderStore
+
+        for store in (self.models.folders, FolderStore(self.dataset_dir, "dataset")):
+            try:
+                for line in store.recover():
+                    self.notify(line)
+            except OSError as exc:
+                self.notify(f"could not tidy {store.root}: {exc}")
 
     # -- running cells -------------------------------------------------------------------------
 
@@ -141,8 +195,15 @@ class Session:
         """
         try:
             statements = parse(text)
-            for statement in statements:
-                yield statement, self._run_statement(statement)
+            for number, statement in enumerate(statements, 1):
+                try:
+                    answer = self._run_statement(statement)
+                except (KeyboardInterrupt, duckdb.InterruptException, RuntimeError) as exc:
+                    # DuckDB answers Ctrl-C during a query with RuntimeError('Query interrupted').
+                    if isinstance(exc, RuntimeError) and str(exc) != "Query interrupted":
+                        raise
+                    raise _interrupted(statement, number, len(statements)) from exc
+                yield statement, answer
         except ThanoSQLError as exc:
             if exc.source is None:
                 exc.source = text
@@ -150,20 +211,19 @@ class Session:
 
     def _run_statement(self, statement) -> pd.DataFrame | None:
         the_plan = plan(statement)
-        registered: list[str] = []
+        outer = getattr(self._local, "relations", None)
+        self._local.relations = relations = {}
         try:
             answer = None
             for step in the_plan.steps:
                 answer = self._run_step(step)
                 if step.output is not None:
-                    self.connection.register(step.output, _as_arrow(answer, step))
-                    registered.append(step.output)
+                    relations[step.output] = _as_arrow(answer, step)
             if the_plan.sql is not None:
                 return self._run_sql(the_plan.sql, statement)
             return self._finish(answer)
         finally:
-            for name in registered:
-                self.connection.unregister(name)
+            self._local.relations = outer
 
     def _run_step(self, step: Step) -> Any:
         statement = step.statement
@@ -193,29 +253,34 @@ class Session:
         return None
 
     def _run_sql(self, sql: str, statement) -> pd.DataFrame | None:
-        try:
-            parsed = self.connection.extract_statements(sql)
-            kinds = [s.expected_result_type for s in parsed]
-            if not all(k and k[0] == duckdb.ExpectedResultType.QUERY_RESULT for k in kinds):
-                self.data_version += 1
-            relation = self.connection.execute(sql)
-            frame = relation.df() if relation.description else None
-        except duckdb.Error as exc:
-            raise self.sql_error(exc, sql, statement) from exc
+        with self.connect() as connection:
+            try:
+                parsed = connection.extract_statements(sql)
+                kinds = [s.type.name for s in parsed]
+                results = [s.expected_result_type for s in parsed]
+                relation = connection.execute(sql)
+                frame = relation.df() if relation.description else None
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error as exc:
+                raise self.sql_error(exc, sql, statement) from exc
+            self.database.after_statement(connection, kinds, sql)
         if frame is None:
             return self._finish(None)
-        rows_first = bool(kinds) and kinds[-1] and kinds[-1][0] == duckdb.ExpectedResultType.QUERY_RESULT
+        rows_first = bool(results) and results[-1] and results[-1][0] == duckdb.ExpectedResultType.QUERY_RESULT
         if not rows_first and list(frame.columns) == ["Count"]:
             count = int(frame["Count"].iloc[0]) if len(frame) else 0
             return self._finish(f"Success ({count:,} row{'s' if count != 1 else ''})")
         return frame
 
-    def sql_error(self, exc: duckdb.Error, sql: str, statement=None) -> ExecutionError:
+    def sql_error(self, exc: duckdb.Error, sql: str, statement=None) -> ThanoSQLError:
         """A ThanoSQLError for a DuckDB error, pointing at ``statement``; with a hint when the
         statement begins with a misspelt ThanoSQL keyword."""
+        span = getattr(statement, "span", None)
+        if is_disk_full(exc):
+            return disk_error(exc, "writing the workspace database", self.workspace, span)
         message = str(exc).strip()
         hint = None
-        span = getattr(statement, "span", None)
         first = sql.split(None, 1)[0].upper() if sql.strip() else ""
         near = closest(first, STATEMENT_KEYWORDS) if first not in STATEMENT_KEYWORDS else None
         if near and isinstance(statement, nodes.PassThrough) and not statement.nested:
@@ -224,55 +289,77 @@ class Session:
 
     # -- services for handlers -----------------------------------------------------------------
 
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The workspace database for one piece of work, with the running statement's nested
+        results registered; held only inside the block (see the module docstring).
+
+        >>> with session.connect() as connection:
+        ...     connection.execute("SELECT count(*) FROM images").fetchall()
+        [(200,)]
+        """
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        with self.database.connect() as connection:
+            relations = getattr(local, "relations", None) or {}
+            if depth == 0:
+                for name, table in relations.items():
+                    connection.register(name, table)
+            local.depth = depth + 1
+            try:
+                yield connection
+            finally:
+                local.depth = depth
+                if depth == 0:
+                    for name in relations:
+                        _unregister(connection, name)
+
     def query(self, sql: str, statement=None) -> pa.Table:
-        """The rows of ``sql`` as a pyarrow Table, fully read (an unread result blocks the
-        connection)."""
-        try:
-            return self.connection.sql(sql).to_arrow_table()
-        except duckdb.Error as exc:
-            raise self.sql_error(exc, sql, statement) from exc
+        """The rows of ``sql`` as a pyarrow Table, fully read."""
+        with self.connect() as connection:
+            try:
+                return connection.sql(sql).to_arrow_table()
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error as exc:
+                raise self.sql_error(exc, sql, statement) from exc
 
     def columns(self, sql: str, statement=None) -> list[str]:
         """Column names of ``sql`` without reading its rows."""
-        try:
-            return list(self.connection.sql(sql).columns)
-        except duckdb.Error as exc:
-            raise self.sql_error(exc, sql, statement) from exc
+        return self.describe(sql, statement).columns
+
+    def describe(self, sql: str, statement=None) -> "Shape":
+        """Column names and DuckDB types of ``sql``, without reading its rows."""
+        with self.connect() as connection:
+            try:
+                relation = connection.sql(sql)
+                return Shape(list(relation.columns), list(relation.types))
+            except duckdb.Error as exc:
+                raise self.sql_error(exc, sql, statement) from exc
 
     def write_table(self, name: str, rows: pa.Table | pd.DataFrame, if_exists: str = "replace") -> None:
-        """Create, replace or append to table ``name`` in one transaction: a failure leaves the
-        old table as it was."""
-        con = self.connection
-        self.data_version += 1
-        con.register("__thanosql_incoming", rows)
-        try:
-            con.execute("BEGIN TRANSACTION")
+        """Create, replace or append to table ``name`` in one transaction: a failure (a full
+        disk, Ctrl-C) leaves the old table as it was."""
+        with self.connect() as con:
+            self.database.wrote()
+            con.register("__thanosql_incoming", rows)
             try:
-                exists = self.table_exists(name)
-                quoted = quote_identifier(name)
-                if exists and if_exists == "fail":
-                    raise PlanError(
-                        f"table '{name}' already exists",
-                        hint="add OPTIONS (if_exists='replace') to replace it, or 'append' to add rows",
-                    )
-                if exists and if_exists == "append":
-                    con.execute(f"INSERT INTO {quoted} BY NAME SELECT * FROM __thanosql_incoming")
-                else:
-                    con.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM __thanosql_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+                _write_in_transaction(con, name, if_exists, self.table_exists)
+            except duckdb.InterruptException:
                 raise
-        except duckdb.Error as exc:
-            raise ExecutionError(f"could not write table '{name}': {exc}") from exc
-        finally:
-            con.unregister("__thanosql_incoming")
+            except duckdb.Error as exc:
+                if is_disk_full(exc):
+                    raise disk_error(exc, f"writing table '{name}'", self.workspace) from exc
+                raise ExecutionError(f"could not write table '{name}': {exc}") from exc
+            finally:
+                _unregister(con, "__thanosql_incoming")
 
     def table_exists(self, name: str) -> bool:
-        # fetchall, not fetchone: an unread result blocks the connection (register() fails).
-        rows = self.connection.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
-        ).fetchall()
+        with self.connect() as connection:
+            # fetchall, not fetchone: an unread result blocks the connection (register() fails).
+            rows = connection.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
+            ).fetchall()
         return bool(rows and rows[0][0])
 
     def resolve_path(self, path: str | os.PathLike) -> Path:
@@ -301,15 +388,17 @@ class Session:
 
     def model(self, name: str, span=None):
         """The loaded adapter of stored model ``name``, kept while the stored model is unchanged."""
-        info = self.models.get(name, span=span)
-        key = ("model", name, info.created, (info.path / "model.json").stat().st_mtime_ns)
-        if key not in self.cache:
-            for old in [k for k in self.cache if isinstance(k, tuple) and k[:2] == ("model", name)]:
-                del self.cache[old]
-            from .models import load_adapter
+        store = self.models
+        with store.folders.reading():  # not replaced while it loads
+            info = store.get(name, span=span)
+            identity = (info.created, (info.path / "model.json").stat().st_mtime_ns)
 
-            self.cache[key] = load_adapter(info, device=self.settings.device)
-        return self.cache[key]
+            def load():
+                from .models import load_adapter
+
+                return load_adapter(info, device=self.settings.device)
+
+            return self.caches.models.get(name, identity, load)
 
     def progress(self, iterable=None, **kwargs):
         """A tqdm progress bar (the notebook widget in Jupyter), silenced by settings.progress."""
@@ -320,23 +409,94 @@ class Session:
         return tqdm(iterable, **kwargs)
 
     def configure(self, **changes: Any) -> None:
-        """Change settings; a new workspace reopens the database there."""
+        """Change settings; a new workspace is opened first, and this session moves to it only
+        when that succeeded (a failed switch leaves it where it was)."""
         settings = replace(self.settings, **changes)
-        if settings.workspace != self.settings.workspace:
-            self.connection.close()
-            settings.workspace.mkdir(parents=True, exist_ok=True)
-            self.connection = duckdb.connect(str(settings.workspace / DATABASE_FILE))
-            self.cache.clear()
+        if settings.workspace != self.settings.workspace or settings.lock_timeout != self.settings.lock_timeout:
+            _prepare_workspace(settings.workspace)
+            database = Database(
+                settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout, notify=self._notice
+            )
+            self.database.close()
+            self.database = database
+            self.caches.clear()
+            self.settings = settings
+            self._recover()
+            return
         self.settings = settings
 
     def close(self) -> None:
-        self.connection.close()
+        self.database.close()
 
     def __enter__(self) -> "Session":
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The columns of a query and their DuckDB types, read without its rows."""
+
+    columns: list
+    types: list
+
+
+def _write_in_transaction(con, name: str, if_exists: str, table_exists) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        exists = table_exists(name)
+        quoted = quote_identifier(name)
+        if exists and if_exists == "fail":
+            raise PlanError(
+                f"table '{name}' already exists",
+                hint="add OPTIONS (if_exists='replace') to replace it, or 'append' to add rows",
+            )
+        if exists and if_exists == "append":
+            con.execute(f"INSERT INTO {quoted} BY NAME SELECT * FROM __thanosql_incoming")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM __thanosql_incoming")
+        con.execute("COMMIT")
+    except BaseException:
+        # A COMMIT that failed (a full disk) has already ended the transaction.
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+
+
+def _unregister(connection, name: str) -> None:
+    try:
+        connection.unregister(name)
+    except duckdb.Error:
+        pass
+
+
+def _prepare_workspace(root: Path) -> None:
+    """Make the workspace folder; a clear error where it cannot be one."""
+    if root.exists() and not root.is_dir():
+        raise ThanoSQLError(
+            f"the workspace {root} is a file, not a folder",
+            hint="give a folder (it is made if missing): -w DIR, connect(DIR) or THANOSQL_WORKSPACE",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ThanoSQLError(f"cannot make the workspace folder {root}: {exc.strerror}") from exc
+    database = root / DATABASE_FILE
+    if database.exists() and not database.is_file():
+        raise ThanoSQLError(f"{database} is not a file", hint="move it away; it is where the tables live")
+
+
+def _interrupted(statement, number: int, count: int) -> ThanoSQLError:
+    where = f"statement {number} of {count}" if count > 1 else "the statement"
+    before = " (the statements before it had run)" if number > 1 else ""
+    return ThanoSQLError(
+        f"interrupted; {where} changed nothing{before}",
+        span=getattr(statement, "span", None),
+    )
 
 
 def quote_identifier(name: str) -> str:

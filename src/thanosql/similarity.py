@@ -39,25 +39,22 @@ Design (why it beats NumPy's brute force, and stays exact):
   Anything else (joins, computed columns, views, nested results; ``top_k=None`` and the inline
   era, which need every row anyway) is searched directly over the query's rows: still exact,
   only without the cache.
-* How it stays correct when the table changes. Each index remembers the session's
-  ``data_version`` (bumped by every statement that is not a pure query and by every
-  ``write_table``) and its table's fingerprint: catalog identity, row count and storage layout
-  (``pragma_storage_info``: DuckDB stores inserted rows, and updated list or array rows, as new
-  rows in new or longer segments). After a write the fingerprint is taken again (about 0.15 s
-  at 1M x 512, against 8 s for a rebuild): the same, the index is kept (a write to another
-  table); else it is rebuilt. Writes made through ``session.connection`` directly do not move
-  the version, so the query that fetches the candidates by rowid also counts the table's rows
-  (one round trip), and a sample of the fetched rows is re-quantised against their codes: a
-  count other than the index's, a candidate missing (DuckDB gives an updated row a new rowid)
-  or changed rebuilds the index and searches again. A direct write that passes these checks
-  can go unseen until the next statement run through the session: write with
-  ``session.execute`` or ``write_table``.
+* How it stays correct when the table changes, in this process or any other. Each index
+  remembers the database's change token (database.py: the database and WAL files' size, time
+  and inode, which every commit of any process moves, and this process's write count) and its
+  table's fingerprint: row count and storage layout (``pragma_storage_info``: DuckDB stores
+  inserted rows, and updated list or array rows, as new rows in new or longer segments). Before
+  each search the token is compared (two stat calls); when it moved, the fingerprint is taken
+  again (about 0.15 s at 1M x 512, against 8 s for a rebuild): the same, the index is kept (a
+  write to another table); else it is rebuilt. The query that fetches the candidates by rowid
+  also counts the table's rows (one round trip), and a sample of the fetched rows is
+  re-quantised against their codes: a count other than the index's, a candidate missing
+  (DuckDB gives an updated row a new rowid) or changed rebuilds the index and searches again.
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -65,6 +62,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from .caches import CachedIndex
 from .errors import PlanError, Span
 from .quantised import (
     PACK_MIN_BYTES,
@@ -86,17 +84,11 @@ EXACT_BLOCK_ROWS = 512
 INDEX_BATCH_ROWS = 32768
 # Fetched rows re-quantised per search to check the index is still current.
 STALE_CHECK_ROWS = 128
-# Indexes kept per session (each holds about 2 x rows x dimension bytes).
-MAX_CACHED_INDEXES = 4
-MAX_CACHED_INDEX_BYTES = 4 * 2**30
-CACHE_KEY = "similarity.indexes"
 # Up to this many selected rows are scored exactly without screening (fetching them is cheap).
 SMALL_SELECTION = 4096
 ROWID_ALIAS = "__thanosql_rowid"
 COUNT_ALIAS = "__thanosql_table_rows"
 HITS_RELATION = "__thanosql_search_hits"
-SCANS_KEY = "similarity.scans"
-MAX_CACHED_SCANS = 64
 
 
 class _Fallback(Exception):
@@ -630,13 +622,14 @@ def search(
 
 def _scan_of(session, sql: str) -> TableScan | None:
     """recognise_scan, remembered per SQL text (the parse tree depends on the text alone)."""
-    scans: OrderedDict = session.cache.setdefault(SCANS_KEY, OrderedDict())
-    if sql not in scans:
-        scans[sql] = recognise_scan(session.connection, sql)
-        while len(scans) > MAX_CACHED_SCANS:
-            scans.popitem(last=False)
-    scans.move_to_end(sql)
-    return scans[sql]
+    scans = session.caches.scans
+    key = ("scan", sql)
+    found = scans.get(key)
+    if found is None:
+        with session.connect() as connection:
+            found = (recognise_scan(connection, sql),)
+        scans.put(key, found)
+    return found[0]
 
 
 def _search_direct(session, sql, column, query, top_k, keep_input_order, span) -> Ranking:
@@ -663,77 +656,68 @@ def _check_dimension(found: int, wanted: int, column: str, span, rows: int) -> N
 
 def _search_indexed(session, scan: TableScan, column, query, top_k, keep_input_order, span) -> Ranking:
     source_column = scan.source_column(column)
-    for attempt in range(2):
-        try:
-            index = _cached_index(session, scan, source_column, rebuild=attempt > 0)
-            _check_dimension(index.dim, len(query), column, span, rows=len(index))
-            positions = _filtered_positions(session, scan, index)
-            selected = len(index) if positions is None else len(positions)
-            if selected <= max(4 * top_k, SMALL_SELECTION):
-                # Few rows: scoring them all exactly is cheaper than screening.
-                candidates = np.arange(len(index)) if positions is None else positions
-            else:
-                candidates = index.screen(query, top_k, positions)
-            candidates = _with_missing_rows(index, positions, candidates, top_k)
-            rows = _fetch(session, scan, index, candidates)
-            _check_still_matches(index, rows.column(column), candidates, column)
-        except _Stale:
-            continue
-        matrix, present = to_matrix(rows.column(column), column, span)
-        scores = exact_scores(matrix, present, query)
-        order = rank(scores, top_k, keep_input_order)
-        return Ranking(rows=rows.take(order), scores=scores[order], method="index", candidates=len(candidates))
+    with session.connect() as connection:
+        for attempt in range(2):
+            try:
+                index = _cached_index(session, connection, scan, source_column, rebuild=attempt > 0)
+                _check_dimension(index.dim, len(query), column, span, rows=len(index))
+                positions = _filtered_positions(connection, scan, index)
+                selected = len(index) if positions is None else len(positions)
+                if selected <= max(4 * top_k, SMALL_SELECTION):
+                    # Few rows: scoring them all exactly is cheaper than screening.
+                    candidates = np.arange(len(index)) if positions is None else positions
+                else:
+                    candidates = index.screen(query, top_k, positions)
+                candidates = _with_missing_rows(index, positions, candidates, top_k)
+                rows = _fetch(connection, scan, index, candidates)
+                _check_still_matches(index, rows.column(column), candidates, column)
+            except _Stale:
+                continue
+            matrix, present = to_matrix(rows.column(column), column, span)
+            scores = exact_scores(matrix, present, query)
+            order = rank(scores, top_k, keep_input_order)
+            return Ranking(rows=rows.take(order), scores=scores[order], method="index", candidates=len(candidates))
     raise _Fallback("the table changes under the index")
 
 
-@dataclass
-class _Cached:
-    """A cached index, the session's ``data_version`` when it was last known current, and the
-    table's fingerprint then (see _fingerprint)."""
-
-    index: CompactIndex
-    version: int
-    fingerprint: tuple
-
-
-def _cached_index(session, scan: TableScan, source_column: str, rebuild: bool) -> CompactIndex:
-    indexes: OrderedDict = session.cache.setdefault(CACHE_KEY, OrderedDict())
+def _cached_index(session, connection, scan: TableScan, source_column: str, rebuild: bool) -> CompactIndex:
+    """The index of the scan's table, checked against the database first: kept while the
+    database's change token is the one it was last known current at; when the token moved (a
+    write by any process), kept only if the table's fingerprint is still the same; else read
+    again. The connection is open throughout, so no other process writes in between."""
+    cache = session.caches.indexes
     key = (scan.key, source_column.lower())
-    entry = indexes.get(key)
-    if entry is not None and not rebuild:
-        if entry.version != session.data_version:
-            # Something was written since, perhaps another table: keep the index if this table
-            # is the same table, with the same rows and storage.
-            if _fingerprint(session, scan) == entry.fingerprint:
-                entry.version = session.data_version
-            else:
-                entry = None
-        if entry is not None:  # the fetch still checks the row count
-            indexes.move_to_end(key)
-            return entry.index
-    indexes.pop(key, None)
-    fingerprint = _fingerprint(session, scan)
-    index = _read_index(session, scan, source_column, rows=fingerprint[-1])
-    indexes[key] = _Cached(index, session.data_version, fingerprint)
-    # The least recently used go first, past a count or a memory budget (the newest stays).
-    while len(indexes) > 1 and (
-        len(indexes) > MAX_CACHED_INDEXES or sum(e.index.nbytes for e in indexes.values()) > MAX_CACHED_INDEX_BYTES
-    ):
-        indexes.popitem(last=False)
-    return index
+    with cache.building(key):
+        token = session.database.change_token()
+        entry = cache.get(key)
+        if entry is not None and not rebuild:
+            if token is None or token != entry.token:
+                # Something was written since, perhaps another table: keep the index if this
+                # table is the same, with the same rows and storage.
+                if _fingerprint(connection, scan) == entry.fingerprint:
+                    entry.token = token
+                else:
+                    entry = None
+            if entry is not None:  # the fetch still checks the row count
+                return entry.index
+        cache.drop(key)
+        fingerprint = _fingerprint(connection, scan)
+        index = _read_index(connection, scan, source_column, rows=fingerprint[-1])
+        cache.put(key, CachedIndex(index, token, fingerprint))
+        return index
 
 
-def _fingerprint(session, scan: TableScan) -> tuple:
-    """What changes when the scan's table is written: its catalog identity (a table dropped and
-    made again is another table), its row count, and its storage layout (DuckDB stores an
-    inserted row, and an updated list or array row, as a new row in a new or longer segment).
+def _fingerprint(connection, scan: TableScan) -> tuple:
+    """What changes when the scan's table is written: its row count and its storage layout
+    (DuckDB stores an inserted row, and an updated list or array row, as a new row in a new or
+    longer segment; a table made again is written to other blocks). Not the catalog's oid: DuckDB
+    numbers tables afresh each time it opens the file, and the file is opened for each statement.
     About 0.15 s at a million rows of 512 values, paid only after a write. Raises _Fallback for
     anything but a stored table (a view, a registered frame, a file read by name): only stored
     tables have stable rows."""
     table = scan.node["from_table"]
     parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
     qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
-    connection = session.connection
     try:
         identity = connection.execute(
             "SELECT (SELECT list(table_oid ORDER BY table_oid) FROM duckdb_tables() "
@@ -749,7 +733,7 @@ def _fingerprint(session, scan: TableScan) -> tuple:
         raise _Fallback(str(exc)) from exc
     if not identity[0]:
         raise _Fallback("not a stored table")
-    return (tuple(identity[0]), hash(tuple(identity[1] or ())), _row_count(session, scan))
+    return (len(identity[0]), hash(tuple(identity[1] or ())), _row_count(connection, scan))
 
 
 def _run(connection, sql: str) -> pa.Table:
@@ -759,8 +743,7 @@ def _run(connection, sql: str) -> pa.Table:
         raise _Fallback(str(exc)) from exc
 
 
-def _row_count(session, scan: TableScan) -> int:
-    connection = session.connection
+def _row_count(connection, scan: TableScan) -> int:
     try:
         return int(_scalar(connection, scan.query("count", connection), []))
     except duckdb.Error as exc:
@@ -773,9 +756,8 @@ def _select_items(connection, text: str) -> list[dict]:
     return json.loads(tree)["statements"][0]["node"]["select_list"]
 
 
-def _read_index(session, scan: TableScan, source_column: str, rows: int) -> CompactIndex:
+def _read_index(connection, scan: TableScan, source_column: str, rows: int) -> CompactIndex:
     """The index of ``source_column`` of the scan's stored table of ``rows`` rows."""
-    connection = session.connection
     try:
         names = connection.sql(scan.query("columns", connection)).columns
     except duckdb.Error as exc:
@@ -795,11 +777,10 @@ def _read_index(session, scan: TableScan, source_column: str, rows: int) -> Comp
         reader.close()  # an unread result would block the connection
 
 
-def _filtered_positions(session, scan: TableScan, index: CompactIndex) -> np.ndarray | None:
+def _filtered_positions(connection, scan: TableScan, index: CompactIndex) -> np.ndarray | None:
     """Index positions of the rows the WHERE keeps (None: no WHERE, all rows)."""
     if not scan.has_filter:
         return None
-    connection = session.connection
     sql = scan.query("mask", connection)
     rowids = _run(connection, sql).column(0).to_numpy().astype(np.int64)
     if len(rowids) == 0:
@@ -824,10 +805,9 @@ def _with_missing_rows(index: CompactIndex, positions, candidates: np.ndarray, t
     return np.union1d(candidates, missing)
 
 
-def _fetch(session, scan: TableScan, index: CompactIndex, positions: np.ndarray) -> pa.Table:
+def _fetch(connection, scan: TableScan, index: CompactIndex, positions: np.ndarray) -> pa.Table:
     """The scan's rows at ``positions`` (ascending), in that order, with the columns the scan
     selects. Raises _Stale if rows are missing or the table no longer has the index's count."""
-    connection = session.connection
     wanted = index.rowids[positions]
     sql = scan.query("fetch", connection)
     connection.register(HITS_RELATION, pa.table({"rid": wanted}))
@@ -836,7 +816,7 @@ def _fetch(session, scan: TableScan, index: CompactIndex, positions: np.ndarray)
     finally:
         connection.unregister(HITS_RELATION)
     counts = rows.column(COUNT_ALIAS)
-    count = counts[0].as_py() if len(counts) else _row_count(session, scan)
+    count = counts[0].as_py() if len(counts) else _row_count(connection, scan)
     if count != len(index):
         raise _Stale("rows were added or removed")
     rowids = rows.column(ROWID_ALIAS).to_numpy().astype(np.int64)
@@ -865,4 +845,4 @@ def _check_still_matches(index: CompactIndex, column, positions: np.ndarray, nam
 
 def clear(session: Any) -> None:
     """Forget this session's indexes."""
-    session.cache.pop(CACHE_KEY, None)
+    session.caches.indexes.clear()

@@ -1,24 +1,24 @@
 """The model store: ``<workspace>/thanosql-model/<name>/`` holding ``model.json`` and weights.
 
-A model is written into a temporary folder beside the store and renamed into place only when
-complete, so an interrupted or failed BUILD/GET/UPLOAD leaves any earlier model of that name as
-it was. No torch here: listing and metadata stay cheap.
+A model is written into a temporary folder beside the store and swapped into place only when
+complete (stores.FolderStore: atomic as every process sees it, recovered after a kill), so an
+interrupted or failed BUILD/GET/UPLOAD leaves any earlier model of that name as it was. Names
+are names, never paths (stores.check_name). A model whose model.json cannot be read is listed as
+damaged and can be deleted. No torch here: listing and metadata stay cheap.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..disk import disk_error, is_disk_full
 from ..errors import ModelError, Span, choices_hint
-from ..transfer import swap_in_folder
+from ..stores import FolderStore
 
 METADATA_FILE = "model.json"
 
@@ -57,33 +57,61 @@ class ModelStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.folders = FolderStore(self.root, "model")
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / METADATA_FILE).is_file())
+        """Names of the stored models, damaged ones included."""
+        return self.folders.names()
 
-    def exists(self, name: str) -> bool:
-        return (self.root / name / METADATA_FILE).is_file()
+    def exists(self, name: str, span: Span | None = None) -> bool:
+        return self.folders.exists(name, span)
 
     def list(self) -> list[ModelInfo]:
-        return [self.get(name) for name in self.names()]
+        """The models whose model.json reads well (``damaged()`` lists the others)."""
+        return [info for info in map(self._read, self.names()) if isinstance(info, ModelInfo)]
+
+    def damaged(self) -> dict[str, str]:
+        """``{name: what is wrong}`` for the models whose model.json cannot be read."""
+        return {name: found for name in self.names() if isinstance(found := self._read(name), str)}
 
     def get(self, name: str, span: Span | None = None) -> ModelInfo:
         """The stored model ``name``; a ModelError listing the known ones if there is none."""
-        folder = self.root / name
-        try:
-            data = json.loads((folder / METADATA_FILE).read_text())
-        except FileNotFoundError:
+        folder = self.folders.path(name, span)
+        found = self._read(name)
+        if found is None:
             raise ModelError(
                 f"no model named '{name}' in this workspace",
                 span=span,
                 hint=choices_hint(name, self.names(), "models")
                 + " (GET THANOSQL MODEL, BUILD MODEL or UPLOAD MODEL make one)",
-            ) from None
+            )
+        if isinstance(found, str):
+            raise ModelError(
+                f"model '{name}' is damaged: {found}",
+                span=span,
+                hint=f"DELETE MODEL {name} removes it; then build or upload it again ({folder})",
+            )
+        return found
+
+    def _read(self, name: str) -> ModelInfo | str | None:
+        """The model's info, what is wrong with its model.json (a str), or None if absent."""
+        folder = self.root / name
+        path = folder / METADATA_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return "model.json is missing" if folder.is_dir() else None
         except (OSError, ValueError) as exc:
-            raise ModelError(f"model '{name}' is damaged: cannot read {folder / METADATA_FILE}: {exc}", span=span) from exc
-        return ModelInfo(path=folder, **data)
+            return f"cannot read model.json: {exc}"
+        if not isinstance(data, dict):
+            return "model.json does not hold a JSON object"
+        try:
+            info = ModelInfo(path=folder, **data)
+        except TypeError as exc:
+            return f"model.json has fields this version does not know or lacks some: {exc}"
+        if info.name != name or not info.family or not info.arch or not isinstance(info.embedding_dim, int):
+            return "model.json lacks its name, family, arch or embedding_dim"
+        return info
 
     @contextmanager
     def create(
@@ -105,10 +133,14 @@ class ModelStore:
         KeyboardInterrupt included, the folder is removed and the earlier model stays.
         """
         self.check_writable(name, overwrite=overwrite, span=span)
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.root))
-        try:
-            yield staging
+        with self.folders.staging(name, span) as staging:
+            try:
+                yield staging
+            except Exception as exc:
+                # torch.save reports a full disk as a RuntimeError from its zip writer.
+                if is_disk_full(exc):
+                    raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
+                raise
             info = ModelInfo(
                 name=name,
                 family=family,
@@ -118,11 +150,13 @@ class ModelStore:
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 source=source,
             )
-            (staging / METADATA_FILE).write_text(info.to_json())
-            swap_in_folder(staging, self.root / name)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+            try:
+                (staging / METADATA_FILE).write_text(info.to_json(), encoding="utf-8")
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
+                raise
+            self.folders.put(staging, name)
 
     def check_writable(self, name: str, *, overwrite: bool, span: Span | None = None) -> None:
         if self.exists(name) and not overwrite:
@@ -133,8 +167,11 @@ class ModelStore:
             )
 
     def delete(self, name: str, span: Span | None = None) -> None:
-        """Remove model ``name`` (a ModelError listing the known ones if there is none)."""
-        self.get(name, span=span)
-        retired = self.root / f".{name}.{os.getpid()}.deleted"
-        os.replace(self.root / name, retired)
-        shutil.rmtree(retired, ignore_errors=True)
+        """Remove model ``name``, damaged or not (a ModelError listing the known ones if there
+        is none)."""
+        if not self.folders.remove(name, span):
+            raise ModelError(
+                f"no model named '{name}' in this workspace",
+                span=span,
+                hint=choices_hint(name, self.names(), "models"),
+            )

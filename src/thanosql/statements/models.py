@@ -210,6 +210,5 @@ def delete_model(session, step) -> None:
     """DELETE MODEL name: remove it from the store and from the session's loaded models."""
     node = step.statement
     session.models.delete(node.name, span=node.span)
-    for key in [k for k in session.cache if isinstance(k, tuple) and k[:2] == ("model", node.name)]:
-        del session.cache[key]
+    session.caches.models.forget(node.name)
     return None

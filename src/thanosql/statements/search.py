@@ -10,17 +10,12 @@ ranking is similarity.search's (exact, cached between queries).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from .. import similarity
 from ..errors import ExecutionError, ModelError, PlanError, choices_hint
 
-QUERY_CACHE_KEY = "search.query_embeddings"
-MAX_CACHED_QUERIES = 64
 SEARCHABLE_MEDIA = ("image", "text")
 NUMBER_TYPES = ("float", "double", "tinyint", "smallint", "integer", "bigint", "hugeint", "decimal")
 
@@ -97,10 +92,8 @@ def _search_input(node, options) -> tuple[str, str]:
 
 
 def _relation(session, step):
-    try:
-        return session.connection.sql(step.source)
-    except duckdb.Error as exc:
-        raise session.sql_error(exc, step.source, step.statement) from exc
+    """The AS query's columns and types (session.Shape), without its rows."""
+    return session.describe(step.source, step.statement)
 
 
 def _embedding_column(relation, name: str, span) -> str:
@@ -172,13 +165,9 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
             )
         stat = path.stat()
         identity = ("image", str(path), stat.st_mtime_ns, stat.st_size)
-    cache: OrderedDict = session.cache.setdefault(QUERY_CACHE_KEY, OrderedDict())
-    key = (name, identity)
-    entry = cache.get(key)
-    # The adapter object is part of the entry: a model rebuilt under the same name is a new one.
-    if entry is not None and entry[0] is adapter:
-        cache.move_to_end(key)
-        return entry[1]
+    cached = session.caches.queries.get(name, identity, adapter)
+    if cached is not None:
+        return cached
     if kind == "text":
         vector = adapter.embed_texts([value])[0]
     else:
@@ -189,9 +178,7 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
             f"model '{name}' gave no usable embedding for the search input (zero or not a number)",
             span=span,
         )
-    cache[key] = (adapter, vector)
-    while len(cache) > MAX_CACHED_QUERIES:
-        cache.popitem(last=False)
+    session.caches.queries.put(name, identity, adapter, vector)
     return vector
 
 

@@ -17,6 +17,9 @@ SIMCLR_ONLY = ("input_size", "color", "stem", "temperature", "min_scale", "horiz
                "rotation", "color_jitter", "blur")
 CLIP_ONLY = ("text_col", "arch")
 PRETRAINED_FILE_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+# Parameters of a stored SimCLR model (ResNet-18 and its projection head: 11.2M + 0.5M), for the
+# free-space check before training; its float32 file is about 4 bytes a parameter.
+SIMCLR_PARAMETERS = 11_800_000
 
 
 def build_model(session, step) -> None:
@@ -52,6 +55,14 @@ def fit_model(session, step) -> None:
         span=node.span,
         hint="FIT MODEL continues SimCLR and CLIP models (made by BUILD MODEL, GET or UPLOAD)",
     )
+
+
+def _check_room(session, parameters: int, node) -> None:
+    """Fail before training, not after it, when the model's file would not fit on the disk."""
+    from ..disk import check_free_space
+
+    needed = int(parameters * 4 * 1.25) + (1 << 20)
+    check_free_space(session.model_dir, needed, f"saving model '{node.name}'", span=node.span)
 
 
 # -- SimCLR -------------------------------------------------------------------------------------
@@ -100,6 +111,7 @@ def _build_simclr(session, step) -> None:
         backbone = simclr.build_backbone("imagenet")
         simclr.load_imagenet_weights(backbone, weights)
     dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    _check_room(session, SIMCLR_PARAMETERS, node)
     device = resolve_device(session.settings.device)
     backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone,
                                           num_workers=options["num_workers"], progress=session.progress)
@@ -123,6 +135,7 @@ def _fit_simclr(session, step, info) -> None:
     config = simclr.with_changes(stored, **changes)
     paths = _image_paths(session, step, options["image_col"] or "image_path")
     dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    _check_room(session, SIMCLR_PARAMETERS, node)
     device = resolve_device(session.settings.device)
     backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone, head=head,
                                           num_workers=options["num_workers"], progress=session.progress)
@@ -182,6 +195,7 @@ def _build_clip(session, step) -> None:
                                                                                             or bool(pretrained))),
         seed=options["seed"],
     )
+    _check_room(session, sum(p.numel() for p in model.parameters()), node)
     model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
     origin = {"fine_tuned_from": tag or str(pretrained)} if pretrained not in (None, False) else {}
     # pretrained=None in the store: the weights are no longer the published ones, and GET must
@@ -215,6 +229,7 @@ def _fit_clip(session, step, info) -> None:
                                                         else stored.get("learning_rate", 1e-3))),
         seed=options["seed"] if options["seed"] is not None else stored.get("seed", 0),
     )
+    _check_room(session, sum(p.numel() for p in adapter.model.parameters()), node)
     model, report = _train_clip(session, step, adapter.model, adapter.tokenizer, paths, texts, settings, options)
     extra = {"training": settings.to_options(), "fitted_from": info.name}
     if published:

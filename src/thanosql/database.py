@@ -1,0 +1,249 @@
+"""The workspace database, shared by every process and thread that uses the workspace.
+
+DuckDB lets one process at a time open a database file for writing (it holds an exclusive
+``fcntl`` lock on it for as long as any connection is open), and a DuckDB connection must not be
+used by two threads at once. So a ``Database`` never keeps the file open between uses:
+
+* ``with database.connect() as connection:`` opens the file for one piece of work (a query, the
+  rows a model reads, a table write) and closes it after, so the lock is held only while the
+  database is read or written, never while a model computes. Inside one thread the blocks nest
+  (the inner one reuses the open connection). Threads open connections of their own; in one
+  process DuckDB shares one database instance between them, so they see each other's writes.
+* When another process holds the lock, ``connect`` waits, polling with a growing sleep; after
+  ``WAIT_NOTICE_S`` it says once what it waits for ("waiting for the workspace database, held
+  by PID n (command)"), and after ``lock_timeout`` seconds it raises ``DatabaseBusy`` naming the
+  holder.
+* State that lives on a connection survives between cells: ``SET``, ``RESET``, ``ATTACH``,
+  ``DETACH``, ``USE``, ``LOAD`` statements are replayed on every new connection, in order; and
+  while a transaction is open (``BEGIN`` in one cell, ``COMMIT`` in a later one), or temporary
+  tables, views or prepared statements exist, the connection is kept ("pinned") and every
+  statement of the session uses it, one at a time. The lock is held meanwhile, and other
+  processes wait, told who holds it.
+* ``change_token()`` is what tells a cache built from table contents (a search index) that the
+  database may have changed since: the database and WAL files' size, time and inode (every commit
+  by any process touches one of them), plus a count of this process's writes (a write inside an
+  open transaction is not in the files yet). A token taken within ``RACY_S`` of a file's
+  modification time is not trusted (file times are coarse), as git does for its index.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+
+from .errors import ExecutionError, ThanoSQLError
+
+# Seconds before a waiting connect says what it waits for (short waits are normal: another
+# process's statement takes a few milliseconds of database time).
+WAIT_NOTICE_S = 1.0
+# Longest sleep between two attempts to open a locked database.
+MAX_POLL_S = 0.05
+# A file changed this recently may change again within the same clock tick, unseen.
+RACY_S = 0.1
+_LOCK_WORDS = "Could not set lock on file"
+_HOLDER = re.compile(r"\(PID (\d+)\)")
+# Statement types whose effect lives on the connection: replayed on each new one.
+_REPLAYED = ("SET", "ATTACH", "DETACH", "LOAD", "VARIABLE_SET")
+
+# Writes made through any Database of this process, by database file (see change_token).
+_writes: dict[str, int] = {}
+_writes_lock = threading.Lock()
+
+
+class DatabaseBusy(ThanoSQLError):
+    """Another process held the workspace database for longer than the wait allowed."""
+
+
+class Database:
+    """One workspace's database file, opened briefly for each use.
+
+    >>> database = Database(Path("/tmp/ws/thanosql.duckdb"), lock_timeout=60)
+    >>> with database.connect() as connection:
+    ...     connection.execute("SELECT 42").fetchall()
+    [(42,)]
+    """
+
+    def __init__(self, path: Path, *, lock_timeout: float, notify: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.notify = notify or (lambda message: None)
+        self._local = threading.local()
+        self._pinned: duckdb.DuckDBPyConnection | None = None
+        self._pin_lock = threading.RLock()
+        self._replay: list[str] = []
+
+    # -- connections -----------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one piece of work; closed after it unless pinned or nested."""
+        local = self._local
+        if getattr(local, "connection", None) is not None:
+            local.depth += 1
+            try:
+                yield local.connection
+            finally:
+                local.depth -= 1
+            return
+        pinned = self._take_pinned()
+        if pinned is not None:
+            local.connection, local.depth = pinned, 1
+            try:
+                yield pinned
+            finally:
+                local.connection, local.depth = None, 0
+                if pinned is not self._pinned:
+                    _close(pinned)
+                self._pin_lock.release()
+            return
+        connection = self._open()
+        local.connection, local.depth = connection, 1
+        try:
+            yield connection
+        finally:
+            local.connection, local.depth = None, 0
+            if connection is not self._pinned:
+                _close(connection)
+
+    def _take_pinned(self) -> duckdb.DuckDBPyConnection | None:
+        """The pinned connection with its lock held (released by the caller), or None."""
+        if self._pinned is None:
+            return None
+        self._pin_lock.acquire()
+        if self._pinned is None:
+            self._pin_lock.release()
+            return None
+        return self._pinned
+
+    @property
+    def pinned(self) -> bool:
+        """Whether a connection is kept open (an open transaction or temporary objects)."""
+        return self._pinned is not None
+
+    def after_statement(self, connection: duckdb.DuckDBPyConnection, kinds: list[str], sql: str) -> None:
+        """Keep what a statement left on ``connection``: replay its settings on later
+        connections, and pin the connection while it holds a transaction or temporary objects."""
+        if any(kind in _REPLAYED for kind in kinds):
+            self._replay.append(sql)
+        if any(kind not in ("SELECT", "EXPLAIN") for kind in kinds):
+            self.wrote()
+        if self._pinned is None and all(kind in ("SELECT", "EXPLAIN") for kind in kinds):
+            return  # a query leaves no transaction and no temporary object
+        keep = _holds_state(connection)
+        with self._pin_lock:
+            if keep and self._pinned is None:
+                self._pinned = connection
+            elif not keep and self._pinned is connection:
+                self._pinned = None  # connect() closes it when the work is done
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        started = time.monotonic()
+        told = False
+        delay = 0.002
+        while True:
+            try:
+                connection = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if _LOCK_WORDS not in str(exc):
+                    raise ExecutionError(f"cannot open the workspace database {self.path}: {exc}") from exc
+                waited = time.monotonic() - started
+                holder = describe_holder(str(exc))
+                if waited >= self.lock_timeout:
+                    raise DatabaseBusy(
+                        f"the workspace database is in use by {holder}; waited {waited:.0f} s",
+                        hint="wait for that statement to finish (or stop that process), then run this again; "
+                        "a longer wait: connect(lock_timeout=...) or THANOSQL_LOCK_TIMEOUT",
+                    ) from exc
+                if not told and waited >= WAIT_NOTICE_S:
+                    self.notify(f"waiting for the workspace database, held by {holder}")
+                    told = True
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, MAX_POLL_S)
+            except duckdb.Error as exc:
+                raise ExecutionError(f"cannot open the workspace database {self.path}: {exc}") from exc
+        try:
+            for sql in self._replay:
+                connection.execute(sql)
+        except duckdb.Error:
+            _close(connection)
+            raise
+        return connection
+
+    def close(self) -> None:
+        """Close a pinned connection (an open transaction is rolled back by DuckDB)."""
+        with self._pin_lock:
+            if self._pinned is not None:
+                _close(self._pinned)
+                self._pinned = None
+
+    # -- what changed ----------------------------------------------------------------------------
+
+    def wrote(self) -> None:
+        """Count a write made through this process (see change_token)."""
+        key = str(self.path)
+        with _writes_lock:
+            _writes[key] = _writes.get(key, 0) + 1
+
+    def change_token(self) -> tuple | None:
+        """Equal tokens mean nothing was written in between; None means 'cannot tell'."""
+        parts: list = [_writes.get(str(self.path), 0), self.pinned]
+        now = time.time_ns()
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                parts.append(None)
+                continue
+            if now - stat.st_mtime_ns < RACY_S * 1e9:
+                return None
+            parts.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return tuple(parts)
+
+
+def _holds_state(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``connection`` has an open transaction or temporary objects to keep."""
+    try:
+        first = connection.execute("SELECT txid_current()").fetchall()
+        second = connection.execute("SELECT txid_current()").fetchall()
+    except duckdb.Error:
+        return True  # an aborted transaction: open until ROLLBACK
+    if first == second:
+        return True
+    rows = connection.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary) "
+        "+ (SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal)"
+    ).fetchall()
+    return bool(rows and rows[0][0])
+
+
+def _close(connection: duckdb.DuckDBPyConnection) -> None:
+    try:
+        connection.close()
+    except duckdb.Error:
+        pass
+
+
+def describe_holder(message: str) -> str:
+    """'PID 4242 (jupyter-lab ...)' from DuckDB's lock error, naming the command where the
+    system says it; else DuckDB's own words."""
+    found = _HOLDER.search(message)
+    if not found:
+        return "another process"
+    pid = int(found.group(1))
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        command = ""
+    if len(command) > 100:
+        command = command[:97] + "..."
+    return f"PID {pid} ({command})" if command else f"PID {pid}"
