@@ -317,3 +317,39 @@ def test_the_database_file_is_released_between_statements(session, workspace):
         """,
         str(workspace / "thanosql.duckdb"),
     ))
+
+
+# -- while a process trains ----------------------------------------------------------------------------
+
+
+def test_other_processes_run_and_see_each_others_writes_while_one_trains(session, workspace):
+    from tiny_clip import make_images
+
+    make_images(workspace / "pics", 96, seed=4)
+    session.execute("CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path FROM range(96) r(i)")
+    session.execute("CREATE TABLE log (who VARCHAR, i INTEGER)")
+    trainer = python(
+        """
+        import sys, thanosql
+        with thanosql.connect(sys.argv[1], progress=False, notify=lambda _: None) as s:
+            s.execute("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=4, batch_size=16) AS SELECT * FROM pics")
+        """,
+        str(workspace),
+    )
+    waits, during = [], 0
+    i = 0
+    while trainer.poll() is None and i < 40:
+        started = time.monotonic()
+        shown = cli(workspace, "--format", "csv", "-e", f"INSERT INTO log VALUES ('cli', {i})",
+                    "-e", "SELECT count(*) AS n FROM log WHERE who = 'notebook'")
+        session.execute(f"INSERT INTO log VALUES ('notebook', {i})")
+        seen = session.execute("SELECT count(*) AS n FROM log WHERE who = 'cli'")["n"].tolist()
+        waits.append(time.monotonic() - started)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.split()[-1] == str(i) and seen == [i + 1]  # each sees the other's rows
+        during += trainer.poll() is None
+        i += 1
+    finish(trainer)
+    assert during >= 2, "training ended before the others could run beside it"
+    assert max(waits) < 10  # a command-line start (~1-2 s) and two statements, never the training
+    assert session.execute("SELECT name FROM (LIST MODEL)")["name"].tolist() == ["m"]

@@ -2,13 +2,14 @@
 
 Contract: tokenize(source) drops whitespace and comments, keeps strings, quoted identifiers and
 dollar quotes whole (so ';' and keywords inside them are inert), and gives each token a span whose
-offsets slice its text out of the source. Only unterminated quotes and comments are errors.
+offsets slice its text out of the source. Only unterminated quotes and comments, and lone surrogate
+characters, are errors. code_stretches(source) gives the parts outside strings and comments.
 """
 
 import pytest
 
 from thanosql.errors import ThanoSQLSyntaxError
-from thanosql.tokens import Token, TokenType, tokenize
+from thanosql.tokens import Token, TokenType, code_stretches, tokenize
 
 
 def texts(source):
@@ -163,3 +164,43 @@ def test_unterminated_string_error_reports_line_and_column():
 def test_an_operator_at_the_end_of_the_text_keeps_its_own_width(operator):
     [token] = tokenize(operator)
     assert (token.text, token.span.end) == (operator, len(operator))
+
+
+def code(source):
+    return [source[start:end] for start, end in code_stretches(source)]
+
+
+def test_code_stretches_leave_out_strings_quoted_identifiers_and_comments():
+    source = "SELECT {{a}}, '{{b}}', \"{{c}}\", $${{d}}$$, E'{{e}}' -- {{f}}\nFROM t /* {{g}} */ x"
+    assert code(source) == ["SELECT {{a}}, ", ", ", ", ", ", ", " ", "\nFROM t ", " x"]
+
+
+def test_code_stretches_skip_a_nested_block_comment_whole():
+    assert code("a /* b /* c */ {{d}} */ e") == ["a ", " e"]
+
+
+@pytest.mark.parametrize("opening", ["'", '"', "/*", "$$", "E'"])
+def test_code_stretches_end_at_an_unterminated_quote_or_comment(opening):
+    assert code(f"SELECT {{{{a}}}} {opening} {{{{b}}}}") == ["SELECT {{a}} "]
+
+
+def test_a_lone_surrogate_is_a_syntax_error_at_its_line_and_column():
+    with pytest.raises(ThanoSQLSyntaxError) as caught:
+        tokenize("SELECT 1;\nSELECT 'caf\udce9'")
+    error = caught.value
+    assert (error.line, error.column) == (2, 12)
+    assert "lone surrogate character (U+DCE9) cannot be stored or sent to DuckDB" in error.message
+    assert "badly decoded file" in error.hint
+
+
+def test_the_message_for_a_lone_surrogate_can_itself_be_printed():
+    with pytest.raises(ThanoSQLSyntaxError) as caught:
+        tokenize("SELECT '\ud800'")
+    assert caught.value.render().encode("utf-8").decode("utf-8").splitlines()[1] == "SELECT '\ufffd'"
+
+
+def test_a_lone_surrogate_reaches_a_session_as_a_syntax_error(session):
+    with pytest.raises(ThanoSQLSyntaxError) as caught:
+        session.execute("SELECT 'caf\udce9' AS word")
+    assert "lone surrogate" in caught.value.message
+    assert session.execute("SELECT 1 AS one")["one"].tolist() == [1]

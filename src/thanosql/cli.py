@@ -2,9 +2,9 @@
 
     thanosql [-w DIR] [-e QUERY | FILE.sql ...] [--format table|csv|json] [--html PAGE]
 
-Exit 0 on success, 1 on a user error (the message on stderr, no traceback). Messages go to
-stderr, results to stdout; PRINT IMAGE prints the image paths (and, with --html, adds the grid
-to a page a person can open).
+Exit 0 on success, 1 on a user error (the message on stderr, no traceback), 130 on Ctrl-C.
+Messages go to stderr, results to stdout; PRINT IMAGE prints the image paths (and, with --html,
+adds the grid to a page a person can open). Files and stdin are read as UTF-8.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ThanoSQLError
-from .session import connect
+from .errors import Interrupted, ThanoSQLError
+from .session import Session, connect
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -84,34 +84,85 @@ def _pandas_display():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``thanosql`` command; returns the exit status."""
-    args = _arguments(argv)
+    """Entry point of the ``thanosql`` command; returns the exit status.
+
+    >>> main(["--quiet", "--format", "csv", "-e", "SELECT 1 AS one"])
+    one
+    1
+    0
+    """
+    try:
+        return _run(_arguments(argv))
+    except KeyboardInterrupt:
+        # Ctrl-C is how a person stops a long CONVERT or BUILD MODEL: one line, and the status
+        # shells expect after SIGINT (128 + 2), so a script running thanosql stops too.
+        print("thanosql: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     output = _Output(args.format, args.html)
     scripts = [(f"-e {i + 1}", text) for i, text in enumerate(args.execute)]
+    where = "arguments"
     try:
         for path in args.files:
-            try:
-                scripts.append((str(path), path.read_text(encoding="utf-8")))
-            except OSError as exc:
-                raise ThanoSQLError(f"cannot read {path}: {exc.strerror}") from exc
+            where = str(path)
+            scripts.append((where, _read_script(path)))
         if not scripts:
-            scripts.append(("stdin", sys.stdin.read()))
-        settings = {"progress": not args.quiet, "notify": output.notice}
-        if args.offline is not None:
-            settings["offline"] = args.offline
-        if args.device:
-            settings["device"] = args.device
-        with connect(args.workspace, **settings) as session:
-            for name, text in scripts:
+            where = "stdin"
+            scripts.append((where, _read_stdin()))
+        where = "arguments"
+        with _connect(args, output) as session:
+            for where, text in scripts:
                 for _statement, frame in session.run(text):
                     output.result(text, frame)
+    except Interrupted as exc:  # Ctrl-C inside a statement, which the session rolled back
+        print(f"thanosql: {exc.message} (in {where})", file=sys.stderr)
+        output.write_page("thanosql (interrupted)")
+        return 130
     except ThanoSQLError as exc:
-        print(f"thanosql: error in {name if 'name' in locals() else 'arguments'}:", file=sys.stderr)
+        print(f"thanosql: error in {where}:", file=sys.stderr)
         print(exc.render(), file=sys.stderr)
         output.write_page("thanosql (stopped on an error)")
         return 1
     output.write_page("thanosql results")
     return 0
+
+
+def _read_script(path: Path) -> str:
+    try:
+        return _decode(str(path), path.read_bytes())
+    except OSError as exc:
+        raise ThanoSQLError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _read_stdin() -> str:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream put in place of stdin (tests, embedding)
+        return sys.stdin.read()
+    return _decode("stdin", stream.read())
+
+
+def _decode(name: str, data: bytes) -> str:
+    """``data`` as UTF-8 text; a byte that is not UTF-8 is a ThanoSQLError saying where it is."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ThanoSQLError(
+            f"{name} must be UTF-8 text, but byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            f"(line {line}) is not valid UTF-8",
+            hint="convert it to UTF-8 first, for example: iconv -f latin1 -t utf-8 old.sql > new.sql",
+        ) from exc
+
+
+def _connect(args: argparse.Namespace, output: _Output) -> Session:
+    settings = {"progress": not args.quiet, "notify": output.notice}
+    if args.offline is not None:
+        settings["offline"] = args.offline
+    if args.device:
+        settings["device"] = args.device
+    return connect(args.workspace, **settings)
 
 
 if __name__ == "__main__":

@@ -20,16 +20,26 @@ _NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 _NO_ROOM_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "failed writing file")
 
 
+# Below this many free bytes, a failed write is taken for a full disk.
+LOW_SPACE_BYTES = 1 << 20
+
+
 class DiskFullError(ThanoSQLError):
     """The disk (or the user's quota) had no room for what a statement wrote."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it wraps) is a lack of room on the disk.
+def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
+    """Whether ``exc`` (or an exception it wraps) is a lack of room on the disk. With ``where``
+    (the folder being written), a write error of a library that hides the errno (torch.save's zip
+    writer says only "unexpected pos") counts too when that disk is now all but full.
 
     >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     True
     """
+    if where is not None and isinstance(exc, (OSError, RuntimeError)):
+        free = free_bytes(where)
+        if free is not None and free < LOW_SPACE_BYTES:
+            return True
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

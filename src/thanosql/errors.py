@@ -126,6 +126,10 @@ class DatasetError(ThanoSQLError):
     """Manifest, download, checksum or dataset layout problems."""
 
 
+class Interrupted(ThanoSQLError):
+    """Ctrl-C stopped a statement (its changes undone); the command line exits 130 for it."""
+
+
 class ExecutionError(ThanoSQLError):
     """DuckDB refused a statement; carries the SQL that was sent."""
 

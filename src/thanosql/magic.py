@@ -1,15 +1,18 @@
 """The IPython boundary: ``%thanosql`` (line) and ``%%thanosql`` (cell) magics.
 
-Thin by design: read the magic line, substitute ``{{name}}`` variables, hand the text to the
-Session, show what comes back. A ThanoSQLError shows as its message alone (its
-``_render_traceback_``); anything else is a bug and keeps its traceback.
+Thin by design: read the magic line, substitute ``{{name}}`` variables (in code only, never inside
+strings or comments), hand the text to the Session, show what comes back. A ThanoSQLError shows
+as its message alone (its ``_render_traceback_``); anything else is a bug and keeps its traceback.
 ``%config ThanoSQLMagic.debug = True`` shows full tracebacks for user errors too.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from traitlets.config.configurable import Configurable
 
 from .errors import ThanoSQLError, span_at
 from .session import Session, connect
+from .tokens import code_stretches
 
 # `{{ name }}`: a notebook variable, rendered as a SQL literal (never pasted raw).
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -41,22 +45,31 @@ def _line_parser() -> _LineParser:
     return parser
 
 
-def render_literal(value: Any) -> str:
+def render_literal(value: Any, name: str | None = None) -> str:
     """A Python value as a literal for a cell: strings quoted with '' escapes, numbers as is.
 
     >>> render_literal("it's")
     "'it''s'"
+
+    numpy scalars count as the Python numbers and booleans they hold. ``name`` (the notebook
+    variable) is named in the error for a value no literal can hold, such as NaN.
     """
+    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
+    if numpy is not None and isinstance(value, numpy.generic):
+        # np.float64 passes isinstance(float), but its repr is 'np.float64(1.5)' (numpy 2).
+        value = value.item()
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "True" if value else "False"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _not_finite(value, name)
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(render_literal(v) for v in value) + "]"
+        return "[" + ", ".join(render_literal(v, name) for v in value) + "]"
     if hasattr(value, "__fspath__"):
         return render_literal(str(value))
     raise ThanoSQLError(
@@ -65,21 +78,47 @@ def render_literal(value: Any) -> str:
     )
 
 
+def _not_finite(value: float, name: str | None) -> ThanoSQLError:
+    what = f"notebook variable '{name}'" if name else "value"
+    return ThanoSQLError(
+        f"the {what} is {value!r}, which cannot be written as a SQL literal",
+        hint="replace it first (None for a missing value), or write 'NaN'::DOUBLE or "
+        "'Infinity'::DOUBLE in the query if you mean that number",
+    )
+
+
 def substitute(text: str, namespace: dict[str, Any]) -> str:
-    """Replace each ``{{name}}`` in ``text`` by the variable's value as a literal."""
+    """Replace each ``{{name}}`` in the code of ``text`` by the variable's value as a literal.
 
-    def replace(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in namespace:
-            raise ThanoSQLError(
-                f"no notebook variable named '{name}'",
-                span=span_at(text, match.start(), match.end()),
-                source=text,
-                hint="define it in a Python cell first",
-            )
-        return render_literal(namespace[name])
+    >>> substitute("SELECT {{n}}, '{{n}}' -- {{n}}", {"n": 2})
+    "SELECT 2, '{{n}}' -- {{n}}"
 
-    return _TEMPLATE.sub(replace, text)
+    Inside strings, quoted identifiers and comments it stays as written: a value pasted there
+    could close the quote or end the comment and run as code (DESIGN.md, decision 16).
+    """
+    pieces, copied = [], 0
+    for start, end in code_stretches(text):
+        for match in _TEMPLATE.finditer(text, start, end):
+            pieces += [text[copied : match.start()], _render_variable(text, match, namespace)]
+            copied = match.end()
+    pieces.append(text[copied:])
+    return "".join(pieces)
+
+
+def _render_variable(text: str, match: re.Match, namespace: dict[str, Any]) -> str:
+    name, span = match.group(1), span_at(text, match.start(), match.end())
+    if name not in namespace:
+        raise ThanoSQLError(
+            f"no notebook variable named '{name}'",
+            span=span,
+            source=text,
+            hint="define it in a Python cell first",
+        )
+    try:
+        return render_literal(namespace[name], name)
+    except ThanoSQLError as exc:
+        exc.span, exc.source = span, text
+        raise
 
 
 @magics_class
@@ -129,6 +168,21 @@ class ThanoSQLMagic(Magics, Configurable):
             print("An engine URL is not needed: thanosql runs locally (ignored).")
             return None
         args, statement = split_magic_line(line)
+        if cell is not None and statement:
+            raise ThanoSQLError(
+                f"unexpected text after %%thanosql: {statement!r}",
+                hint="put the statement in the cell body; the magic line takes options such as -o NAME",
+            )
+        self._apply_options(args)
+        text = cell if cell is not None else statement
+        if not text.strip():
+            return None
+        result = self.session.execute(substitute(text, namespace))
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    def _apply_options(self, args: argparse.Namespace) -> None:
         changes = {
             key: value
             for key, value in (
@@ -139,21 +193,29 @@ class ThanoSQLMagic(Magics, Configurable):
             if value is not None
         }
         if args.workspace:
-            changes["workspace"] = Path(args.workspace).expanduser().resolve()
-        if changes:
+            self._switch_workspace(args.workspace, changes)
+        elif changes:
             self.session.configure(**changes)
-        if cell is not None and statement:
-            raise ThanoSQLError(
-                f"unexpected text after %%thanosql: {statement!r}",
-                hint="put the statement in the cell body; the magic line takes options such as -o NAME",
-            )
-        text = cell if cell is not None else statement
-        if not text.strip():
-            return None
-        result = self.session.execute(substitute(text, namespace))
-        if args.out:
-            self.shell.user_ns[args.out] = result
-        return result
+
+    def _switch_workspace(self, workspace: str, changes: dict[str, Any]) -> None:
+        """Open a session on ``workspace``, and only once it is open close the current one.
+
+        So a workspace that cannot be opened (a file, a folder that cannot be made) leaves the
+        current session as it was, and the next cell still runs; Session.configure is not used
+        for this, as it changes the session in place.
+        """
+        old = self._session
+        if old is not None and old.settings.workspace == Path(workspace).expanduser().resolve():
+            if changes:
+                old.configure(**changes)
+            return
+        settings = {"thumbnail_size": self.thumbnail_size}
+        if old is not None:  # the new session keeps every other setting of the current one
+            settings = {f.name: getattr(old.settings, f.name) for f in fields(old.settings) if f.init}
+            del settings["workspace"]
+        self._session = connect(workspace, notify=self._show, **{**settings, **changes})
+        if old is not None:
+            old.close()
 
 
 # Options that take a value; the others are switches.

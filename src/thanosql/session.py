@@ -46,7 +46,7 @@ from . import nodes
 from .caches import Caches
 from .database import Database
 from .disk import disk_error, is_disk_full
-from .errors import ExecutionError, PlanError, ThanoSQLError, closest
+from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError, closest
 from .parser import STATEMENT_KEYWORDS, parse
 from .planner import Plan, Step, plan
 
@@ -490,10 +490,10 @@ def _prepare_workspace(root: Path) -> None:
         raise ThanoSQLError(f"{database} is not a file", hint="move it away; it is where the tables live")
 
 
-def _interrupted(statement, number: int, count: int) -> ThanoSQLError:
+def _interrupted(statement, number: int, count: int) -> Interrupted:
     where = f"statement {number} of {count}" if count > 1 else "the statement"
     before = " (the statements before it had run)" if number > 1 else ""
-    return ThanoSQLError(
+    return Interrupted(
         f"interrupted; {where} changed nothing{before}",
         span=getattr(statement, "span", None),
     )

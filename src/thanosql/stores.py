@@ -167,13 +167,13 @@ class FolderStore:
                 folder.mkdir()
                 writing = _lock(folder / WRITING_FILE, exclusive=True)
         except OSError as exc:
-            if is_disk_full(exc):
+            if is_disk_full(exc, self.root):
                 raise disk_error(exc, f"writing {self.what} '{name}'", self.root, span) from exc
             raise
         try:
             yield folder
         except OSError as exc:
-            if is_disk_full(exc):
+            if is_disk_full(exc, self.root):
                 raise disk_error(exc, f"writing {self.what} '{name}'", self.root, span) from exc
             raise
         finally:

@@ -2,16 +2,18 @@
 
 ``tokenize(source)`` returns every token except whitespace and comments; each token's span holds
 0-based offsets into ``source`` (so the parser can slice plain SQL unchanged) and the 1-based line
-and column of its start. Only an unterminated string, quoted identifier or comment is an error.
+and column of its start. Only an unterminated string, quoted identifier or comment, or a lone
+surrogate character, is an error. ``code_stretches(source)`` tells code from strings and comments.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from .errors import Span, ThanoSQLSyntaxError
+from .errors import Span, ThanoSQLSyntaxError, span_at
 
 
 class TokenType(Enum):
@@ -81,9 +83,59 @@ def tokenize(source: str) -> list[Token]:
     ['SELECT', "'a;b'", 'FROM', 't', ';']
 
     Raises ThanoSQLSyntaxError (span = the opening quote or ``/*``) for an unterminated
-    string, quoted identifier, dollar-quoted string or block comment.
+    string, quoted identifier, dollar-quoted string or block comment, and (span = the character)
+    for a lone surrogate.
     """
+    _refuse_lone_surrogates(source)
     return _Tokenizer(source).run()
+
+
+# Tokens whose text is data, not code: a ``{{name}}`` inside one stays as written (DESIGN.md 16).
+_DATA_TOKENS = frozenset({TokenType.STRING, TokenType.QUOTED_IDENTIFIER, TokenType.DOLLAR_STRING})
+
+
+def code_stretches(source: str) -> list[tuple[int, int]]:
+    """Offsets ``[start, end)`` of the parts of ``source`` outside strings, quoted identifiers and comments.
+
+    >>> code_stretches("SELECT '{{a}}', 1 -- {{b}}")
+    [(0, 7), (14, 18)]
+
+    Never raises: the text from an unterminated quote or comment to the end is not code.
+    """
+    tokenizer = _Tokenizer(source)
+    unread = len(source)
+    try:
+        tokenizer.run()
+    except ThanoSQLSyntaxError as exc:
+        unread = exc.span.start
+    inert = [(t.span.start, t.span.end) for t in tokenizer.tokens if t.type in _DATA_TOKENS]
+    inert += tokenizer.comments
+    inert.append((unread, len(source)))
+    stretches, position = [], 0
+    for start, end in sorted(inert):
+        if start > position:
+            stretches.append((position, start))
+        position = max(position, end)
+    return stretches
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_lone_surrogates(source: str) -> None:
+    # Python keeps each byte it could not decode as a lone surrogate (PEP 383, errors=
+    # "surrogateescape"); UTF-8 cannot encode one, so DuckDB would refuse the text with a TypeError.
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ThanoSQLSyntaxError(
+            f"a lone surrogate character (U+{ord(source[exc.start]):04X}) cannot be stored or sent to DuckDB",
+            hint="the text likely came from a badly decoded file: read it again as UTF-8, "
+            "or remove the character",
+            span=span_at(source, exc.start),
+            # The message quotes its line: shown with U+FFFD so that printing it cannot fail too.
+            source=_LONE_SURROGATE.sub("\ufffd", source),
+        ) from None
 
 
 class _Tokenizer:
@@ -91,6 +143,7 @@ class _Tokenizer:
         self.source = source
         self.pos = 0
         self.tokens: list[Token] = []
+        self.comments: list[tuple[int, int]] = []  # offsets, for code_stretches()
         self.line_starts = [0] + [i + 1 for i, char in enumerate(source) if char == "\n"]
 
     def span(self, start: int, end: int) -> Span:
@@ -120,8 +173,10 @@ class _Tokenizer:
             elif pair == "--":
                 newline = source.find("\n", start)
                 self.pos = len(source) if newline < 0 else newline
+                self.comments.append((start, self.pos))
             elif pair == "/*":
                 self.pos = self.block_comment_end(start)
+                self.comments.append((start, self.pos))
             elif char == "'":
                 self.add(TokenType.STRING, start, self.quoted_end(start, "'", "string"))
             elif char in "eE" and source[start + 1 : start + 2] == "'":

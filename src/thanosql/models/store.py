@@ -138,7 +138,7 @@ class ModelStore:
                 yield staging
             except Exception as exc:
                 # torch.save reports a full disk as a RuntimeError from its zip writer.
-                if is_disk_full(exc):
+                if is_disk_full(exc, self.root):
                     raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
                 raise
             info = ModelInfo(
@@ -153,7 +153,7 @@ class ModelStore:
             try:
                 (staging / METADATA_FILE).write_text(info.to_json(), encoding="utf-8")
             except OSError as exc:
-                if is_disk_full(exc):
+                if is_disk_full(exc, self.root):
                     raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
                 raise
             self.folders.put(staging, name)
