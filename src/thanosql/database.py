@@ -5,10 +5,16 @@ DuckDB lets one process at a time open a database file for writing (it holds an 
 used by two threads at once. So a ``Database`` never keeps the file open between uses:
 
 * ``with database.connect() as connection:`` opens the file for one piece of work (a query, the
-  rows a model reads, a table write) and closes it after, so the lock is held only while the
-  database is read or written, never while a model computes. Inside one thread the blocks nest
-  (the inner one reuses the open connection). Threads open connections of their own; in one
-  process DuckDB shares one database instance between them, so they see each other's writes.
+  rows a model reads, a table write), so the lock is held only while the database is read or
+  written, never while a model computes. Inside one thread the blocks nest (the inner one reuses
+  the open connection). Threads open connections of their own; in one process DuckDB shares one
+  database instance between them, so they see each other's writes.
+* Opening the file costs about 15 ms (DuckDB builds its catalogue of functions), which a loop of
+  small statements would pay each time. So after a use the connection is kept ("parked") for
+  ``LINGER_S`` and then closed by a background thread; but a process that waits for the file
+  touches ``thanosql.duckdb.waiting`` beside it, and the holder then lets go at once if idle, or
+  after its current statement once it has held the file for ``QUANTUM_S``: two busy processes
+  take turns in slices instead of paying an open per statement.
 * When another process holds the lock, ``connect`` waits, polling with a growing sleep; after
   ``WAIT_NOTICE_S`` it says once what it waits for ("waiting for the workspace database, held
   by PID n (command)"), and after ``lock_timeout`` seconds it raises ``DatabaseBusy`` naming the
@@ -45,9 +51,18 @@ from .errors import ExecutionError, ThanoSQLError
 # process's statement takes a few milliseconds of database time).
 WAIT_NOTICE_S = 1.0
 # Longest sleep between two attempts to open a locked database.
-MAX_POLL_S = 0.05
+MAX_POLL_S = 0.02
 # A file changed this recently may change again within the same clock tick, unseen.
 RACY_S = 0.1
+# A connection is kept this long after a use, for the next statement (opening costs ~15 ms).
+LINGER_S = 0.25
+# A process that finds another waiting still keeps the file this long, then lets it go once and
+# steps back this long before asking again (so two busy processes take turns in slices).
+QUANTUM_S = 0.1
+YIELD_S = 0.03
+RELEASE_POLL_S = 0.01
+# Beside the database: touched by a process waiting for it (the holder lets go when it sees it).
+WAITING_SUFFIX = ".waiting"
 _LOCK_WORDS = "Could not set lock on file"
 _HOLDER = re.compile(r"\(PID (\d+)\)")
 # Statement types whose effect lives on the connection: replayed on each new one.
@@ -63,7 +78,7 @@ class DatabaseBusy(ThanoSQLError):
 
 
 class Database:
-    """One workspace's database file, opened briefly for each use.
+    """One workspace's database file, opened for each use and let go soon after.
 
     >>> database = Database(Path("/tmp/ws/thanosql.duckdb"), lock_timeout=60)
     >>> with database.connect() as connection:
@@ -79,12 +94,21 @@ class Database:
         self._pinned: duckdb.DuckDBPyConnection | None = None
         self._pin_lock = threading.RLock()
         self._replay: list[str] = []
+        # The connection kept for LINGER_S after a use (see _park), when it was opened and
+        # parked, and the thread that closes it.
+        self._parked: duckdb.DuckDBPyConnection | None = None
+        self._opened_ns = 0
+        self._parked_at = 0.0
+        self._park_lock = threading.Lock()
+        self._releaser: threading.Thread | None = None
+        self._waiting_file = self.path.with_name(self.path.name + WAITING_SUFFIX)
 
     # -- connections -----------------------------------------------------------------------------
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one piece of work; closed after it unless pinned or nested."""
+        """A connection for one piece of work; kept briefly after it (unless another process
+        waits), then closed, unless pinned or nested."""
         local = self._local
         if getattr(local, "connection", None) is not None:
             local.depth += 1
@@ -101,17 +125,75 @@ class Database:
             finally:
                 local.connection, local.depth = None, 0
                 if pinned is not self._pinned:
-                    _close(pinned)
+                    _close(pinned, self.path)
                 self._pin_lock.release()
             return
-        connection = self._open()
+        connection = self._unpark() or self._open()
         local.connection, local.depth = connection, 1
         try:
             yield connection
         finally:
             local.connection, local.depth = None, 0
             if connection is not self._pinned:
-                _close(connection)
+                self._park(connection)
+
+    # -- keeping a connection between uses -------------------------------------------------------
+
+    def _park(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Keep ``connection`` for the next use: opening the file costs about 15 ms, so a loop of
+        statements keeps it; the releaser thread closes it after LINGER_S idle, or at once when
+        another process says it waits."""
+        with self._park_lock:
+            if self._parked is None:
+                self._parked, self._parked_at = connection, time.monotonic()
+                if self._releaser is None:
+                    self._releaser = threading.Thread(target=self._release_idle, name="thanosql-db", daemon=True)
+                    self._releaser.start()
+                return
+        _close(connection, self.path)
+
+    def _unpark(self) -> duckdb.DuckDBPyConnection | None:
+        """The parked connection, unless another process has waited past our quantum (then it is
+        closed and the caller opens again, after the waiter had its turn)."""
+        with self._park_lock:
+            connection, self._parked = self._parked, None
+        if connection is None:
+            return None
+        held = time.time_ns() - self._opened_ns
+        if held >= QUANTUM_S * 1e9 and self._waited_since(self._opened_ns):
+            _close(connection, self.path)
+            time.sleep(YIELD_S)
+            return None
+        return connection
+
+    def _release_idle(self) -> None:
+        while True:
+            time.sleep(RELEASE_POLL_S)
+            with self._park_lock:
+                connection = self._parked
+                if connection is None:
+                    self._releaser = None
+                    return
+                idle = time.monotonic() - self._parked_at
+                if idle < LINGER_S and not self._waited_since(self._opened_ns):
+                    continue
+                self._parked = None
+            _close(connection, self.path)
+
+    def _waited_since(self, moment_ns: int) -> bool:
+        """Whether another process has said, since ``moment_ns``, that it waits for the file."""
+        try:
+            return os.stat(self._waiting_file).st_mtime_ns > moment_ns
+        except OSError:
+            return False
+
+    def _say_waiting(self) -> None:
+        try:
+            with open(self._waiting_file, "a"):
+                pass
+            os.utime(self._waiting_file)
+        except OSError:
+            pass  # a read-only workspace: the holder lets go after LINGER_S anyway
 
     def _take_pinned(self) -> duckdb.DuckDBPyConnection | None:
         """The pinned connection with its lock held (released by the caller), or None."""
@@ -150,7 +232,9 @@ class Database:
         delay = 0.002
         while True:
             try:
-                connection = duckdb.connect(str(self.path))
+                with _instances(self.path):
+                    connection = duckdb.connect(str(self.path))
+                self._opened_ns = time.time_ns()
                 break
             except duckdb.IOException as exc:
                 if _LOCK_WORDS not in str(exc):
@@ -163,6 +247,7 @@ class Database:
                         hint="wait for that statement to finish (or stop that process), then run this again; "
                         "a longer wait: connect(lock_timeout=...) or THANOSQL_LOCK_TIMEOUT",
                     ) from exc
+                self._say_waiting()
                 if not told and waited >= WAIT_NOTICE_S:
                     self.notify(f"waiting for the workspace database, held by {holder}")
                     told = True
@@ -174,18 +259,36 @@ class Database:
             for sql in self._replay:
                 connection.execute(sql)
         except duckdb.Error:
-            _close(connection)
+            _close(connection, self.path)
             raise
         return connection
 
     def close(self) -> None:
-        """Close a pinned connection (an open transaction is rolled back by DuckDB)."""
+        """Close the kept connections (an open transaction is rolled back by DuckDB)."""
         with self._pin_lock:
             if self._pinned is not None:
-                _close(self._pinned)
+                _close(self._pinned, self.path)
                 self._pinned = None
+        with self._park_lock:
+            connection, self._parked = self._parked, None
+        if connection is not None:
+            _close(connection, self.path)
 
     # -- what changed ----------------------------------------------------------------------------
+
+    def checkpoint(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Write what the WAL holds into the database file now, so that the storage layout a
+        cache fingerprints is the one the file keeps (closing the file would checkpoint later and
+        move the rows, which would look like a write). Skipped inside an open transaction."""
+        try:
+            if os.path.getsize(self.path.with_name(self.path.name + ".wal")) == 0:
+                return
+        except OSError:
+            return
+        try:
+            connection.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass
 
     def wrote(self) -> None:
         """Count a write made through this process (see change_token)."""
@@ -225,11 +328,24 @@ def _holds_state(connection: duckdb.DuckDBPyConnection) -> bool:
     return bool(rows and rows[0][0])
 
 
-def _close(connection: duckdb.DuckDBPyConnection) -> None:
-    try:
-        connection.close()
-    except duckdb.Error:
-        pass
+_instance_locks: dict[str, threading.Lock] = {}
+_instance_locks_lock = threading.Lock()
+
+
+def _instances(path: Path) -> threading.Lock:
+    """The lock that orders opening and closing ``path`` in this process: DuckDB shares one
+    instance between a process's connections to a file, and an instance being shut down (its
+    last connection closed, a checkpoint running) must be gone before a new one opens it."""
+    with _instance_locks_lock:
+        return _instance_locks.setdefault(str(path), threading.Lock())
+
+
+def _close(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    with _instances(path):
+        try:
+            connection.close()
+        except duckdb.Error:
+            pass
 
 
 def describe_holder(message: str) -> str:

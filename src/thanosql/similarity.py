@@ -688,6 +688,7 @@ def _cached_index(session, connection, scan: TableScan, source_column: str, rebu
     cache = session.caches.indexes
     key = (scan.key, source_column.lower())
     with cache.building(key):
+        session.database.checkpoint(connection)
         token = session.database.change_token()
         entry = cache.get(key)
         if entry is not None and not rebuild:
