@@ -1,5 +1,7 @@
 """COPY: files (CSV, Parquet, JSON, pickle), folders of images, JSON records in the statement;
-if_exists and its legacy spelling; a failed replace leaves the old table intact."""
+if_exists and its legacy spelling; a failed replace leaves the old table intact. Malformed files
+(lines with different numbers of fields, empty files, text that is not UTF-8) are clear errors
+naming the line, never a quietly wrong table; Ctrl-C changes nothing."""
 
 from __future__ import annotations
 
@@ -311,3 +313,181 @@ def test_copy_reads_the_csv_of_a_builtin_dataset(session):
     frame = session.execute("SELECT * FROM digits_test")
     assert list(frame.columns) == ["image_path", "filename", "label"]
     assert len(frame) == 200 and str(frame["label"].dtype).startswith("int")
+
+
+# ------------------------------------------------------------------------- malformed files
+
+
+def test_a_csv_whose_lines_have_different_numbers_of_fields_is_refused_naming_the_line(session, workspace):
+    # DuckDB's sniffer would read this as one VARCHAR column of whole lines.
+    _csv(workspace, "ragged.csv", "a,b,c\n1,2,3\n4,5\n7,8,9\n")
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY ragged FROM 'ragged.csv'")
+
+    assert "ragged.csv: line 3 has 2 fields where 3 are expected" in caught.value.message
+    assert "double quotes" in caught.value.hint
+    assert not session.execute("SELECT * FROM duckdb_tables() WHERE table_name = 'ragged'").shape[0]
+
+
+def test_a_ragged_csv_is_not_read_as_its_last_lines_alone(session, workspace):
+    # Here the sniffer would take the first three lines for a preamble and keep one row of four.
+    _csv(workspace, "ragged.csv", "a,b,c\n1,2,3\n4,5\n6,7,8,9\n")
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY ragged FROM 'ragged.csv'")
+
+    assert "line 3 has 2 fields where 3 are expected (2 lines in all have a different number)" in caught.value.message
+
+
+def test_a_ragged_line_far_past_the_sampled_rows_is_named(session, workspace):
+    rows = "".join(f"{i},{i}\n" for i in range(30000))
+    _csv(workspace, "late.csv", "a,b\n" + rows + "1,2,3\n")
+
+    with pytest.raises(DatasetError, match="line 30002 has 3 fields where 2 are expected"):
+        session.execute("COPY late FROM 'late.csv'")
+
+
+def test_a_tab_separated_file_with_a_short_line_is_refused_naming_the_tab(session, workspace):
+    _csv(workspace, "ragged.tsv", "a\tb\tc\n1\t2\t3\n4\t5\n")
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY ragged FROM 'ragged.tsv'")
+
+    assert "line 3 has 2 fields where 3 are expected" in caught.value.message
+    assert "'tab'" in caught.value.hint
+
+
+def test_a_one_column_csv_whose_values_hold_commas_stays_one_column(session, workspace):
+    _csv(workspace, "notes.csv", "text\nhello, world\nplain\n")
+
+    session.execute("COPY notes FROM 'notes.csv'")
+
+    assert session.execute("SELECT text FROM notes")["text"].tolist() == ["hello, world", "plain"]
+
+
+def test_an_empty_csv_file_is_a_clear_error_not_a_table_of_column0(session, workspace):
+    _csv(workspace, "empty.csv", "")
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY empty FROM 'empty.csv'")
+
+    assert caught.value.message.endswith("empty.csv: the file is empty")
+    assert "header" in caught.value.hint
+    assert not session.execute("SELECT * FROM duckdb_tables() WHERE table_name = 'empty'").shape[0]
+
+
+def test_an_empty_json_file_is_a_clear_error(session, workspace):
+    (workspace / "empty.jsonl").write_text("\n")
+
+    with pytest.raises(DatasetError, match="empty.jsonl: the file is empty"):
+        session.execute("COPY empty FROM 'empty.jsonl'")
+
+
+def test_a_csv_with_only_a_header_becomes_an_empty_table_with_its_columns(session, workspace):
+    _csv(workspace, "header.csv", "name,age\n")
+
+    session.execute("COPY nobody FROM 'header.csv'")
+
+    frame = session.execute("SELECT * FROM nobody")
+    assert list(frame.columns) == ["name", "age"] and len(frame) == 0
+
+
+def test_a_latin_1_csv_is_refused_naming_its_line_and_column_with_an_encoding_hint(session, workspace):
+    (workspace / "cities.csv").write_bytes("name,city\nann,Paris\nbob,K\xf6ln\n".encode("latin-1"))
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY cities FROM 'cities.csv'")
+
+    message = caught.value.message
+    assert "cities.csv: it is not UTF-8 text: line 3, column 6 (byte 25) holds f6" in message
+    assert "encoding='latin-1'" in caught.value.hint and str(workspace / "cities.csv") in caught.value.hint
+
+
+def test_a_utf_16_csv_gets_the_utf_16_hint(session, workspace):
+    (workspace / "wide.csv").write_bytes("name\nann\n".encode("utf-16"))
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY wide FROM 'wide.csv'")
+
+    assert "line 1, column 1 (byte 0)" in caught.value.message
+    assert "encoding='utf-16'" in caught.value.hint
+
+
+def test_a_gzipped_latin_1_csv_is_refused_with_the_position_in_the_unpacked_text(session, workspace):
+    import gzip
+
+    (workspace / "cities.csv.gz").write_bytes(gzip.compress("name,city\nbob,K\xf6ln\n".encode("latin-1")))
+
+    with pytest.raises(DatasetError, match="line 2, column 6 .byte 15. holds f6"):
+        session.execute("COPY cities FROM 'cities.csv.gz'")
+
+
+def test_a_latin_1_json_lines_file_is_refused_naming_its_line(session, workspace):
+    (workspace / "cities.jsonl").write_bytes('{"city": "Paris"}\n{"city": "K\xf6ln"}\n'.encode("latin-1"))
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("COPY cities FROM 'cities.jsonl'")
+
+    assert "cities.jsonl: it is not UTF-8 text: line 2, column 12 (byte 29) holds f6" in caught.value.message
+    assert "UTF-8" in caught.value.hint
+
+
+# ------------------------------------------------------------------------- interruptions
+
+
+def test_ctrl_c_while_copy_reads_leaves_the_old_table_and_closes_the_reader(session, workspace, monkeypatch):
+    import duckdb
+
+    from thanosql.errors import ThanoSQLError
+    from thanosql.statements import data
+
+    _csv(workspace)
+    _csv(workspace, "more.csv", "name,age\ncid,50\n")
+    session.execute("COPY people FROM 'people.csv'")
+    private = []
+    real_connect = duckdb.connect
+
+    def recording_connect(*args, **kwargs):
+        connection = real_connect(*args, **kwargs)
+        if not args or args[0] == ":memory:":
+            private.append(connection)
+        return connection
+
+    real_scan = data._scan
+
+    def interrupted(*args, **kwargs):
+        real_scan(*args, **kwargs)
+        raise KeyboardInterrupt  # the user's Ctrl-C, once DuckDB has read the file
+
+    monkeypatch.setattr(duckdb, "connect", recording_connect)
+    monkeypatch.setattr(data, "_scan", interrupted)
+
+    # The session may turn Ctrl-C into its one-line message; either way nothing may change.
+    with pytest.raises((KeyboardInterrupt, ThanoSQLError)):
+        session.execute("COPY people OPTIONS (if_exists='replace') FROM 'more.csv'")
+
+    assert _rows(session, "people") == [{"name": "ann", "age": 31}, {"name": "bob", "age": 42}]
+    assert private, "COPY reads files through a private in-memory connection"
+    for connection in private:
+        with pytest.raises(duckdb.ConnectionException):
+            connection.execute("SELECT 1")
+
+
+def test_copy_reads_files_without_the_workspace_connection(session, workspace, monkeypatch):
+    from thanosql.statements import data
+
+    _csv(workspace)
+    seen = []
+    real_scan = data._scan
+
+    def scan(connection, *args, **kwargs):
+        seen.append(connection.execute("SELECT current_database()").fetchall()[0][0])
+        return real_scan(connection, *args, **kwargs)
+
+    monkeypatch.setattr(data, "_scan", scan)
+
+    session.execute("COPY people FROM 'people.csv'")
+
+    assert seen == ["memory"]
+    assert len(_rows(session, "people")) == 2

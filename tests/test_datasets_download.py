@@ -1,9 +1,11 @@
 """GET THANOSQL DATASET over a real HTTP server on 127.0.0.1 serving archives the tests build.
 
 Success, checksum mismatch, truncated transfer, server error, re-run without overwrite, offline
-and no network; after every failure the workspace holds no partial dataset. The preparation
-recipes run on tiny sources in the real formats (MNIST idx files, an Unsplash Lite archive),
-and the seed tutorials' GET + COPY queries run as written against a local manifest.
+and no network; after every failure the workspace holds no partial dataset. Names that are paths,
+decompression bombs, a full disk (a real small tmpfs, and a file size limit), Ctrl-C, and a GET
+process killed with -9 at each step of putting the dataset in place. The preparation recipes run
+on tiny sources in the real formats (MNIST idx files, an Unsplash Lite archive), and the seed
+tutorials' GET + COPY queries run as written against a local manifest.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
+import shutil
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +38,9 @@ import thanosql
 from thanosql.datasets.download import STAMP_FILE, install
 from thanosql.datasets.manifest import load_manifest
 from thanosql.datasets.prepare import read_idx
-from thanosql.errors import DatasetError
+from thanosql.disk import DiskFullError
+from thanosql.errors import DatasetError, PlanError
+from thanosql.stores import LOCK_FILE
 
 # ------------------------------------------------------------------------- loopback server
 
@@ -170,8 +180,9 @@ def connect(workspace, notices):
 
 
 def _dataset_dir_entries(workspace: Path) -> list[str]:
+    """What thanosql-dataset/ holds, but for the store's lock file (which is no leftover)."""
     folder = workspace / "thanosql-dataset"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE) if folder.exists() else []
 
 
 # ------------------------------------------------------------------------- success
@@ -219,8 +230,6 @@ def test_the_stamp_records_where_each_file_came_from_and_the_checksum_of_every_f
     session = connect(_manifest(tmp_path, {"toy_data": _entry(url, body)}))
 
     session.execute("GET THANOSQL DATASET toy_data")
-
-    import json
 
     stamp = json.loads((workspace / "thanosql-dataset" / "toy_data" / STAMP_FILE).read_text())
     assert stamp["downloads"] == [{"url": url, "size": len(body), "sha256": _sha256(body)}]
@@ -374,6 +383,21 @@ def test_a_copy_moved_aside_by_a_killed_overwrite_is_put_back(tmp_path, connect,
 
     assert (workspace / "thanosql-dataset" / "digits_data" / "digits_test.csv").read_text() == "from before"
     assert _dataset_dir_entries(workspace) == ["digits_data"]
+
+
+def test_leftovers_are_told_by_their_lock_not_by_a_process_number_that_may_be_in_use_again(tmp_path, connect, workspace):
+    # Process 1 is always alive: a leftover named after it must still be recognised as abandoned
+    # (nobody holds its lock), or a reused process number would keep it forever.
+    session = connect(_manifest(tmp_path, {}))
+    store = workspace / "thanosql-dataset"
+    (store / ".digits_data.1.abc.partial" / "train").mkdir(parents=True)
+    (store / ".digits_data.1.old").mkdir()
+    (store / ".digits_data.1.old" / "digits_test.csv").write_text("from before")
+
+    session.execute("GET THANOSQL DATASET digits_data")
+
+    assert _dataset_dir_entries(workspace) == ["digits_data"]
+    assert (store / "digits_data" / "digits_test.csv").read_text() == "from before"
 
 
 # ------------------------------------------------------------------------- re-runs
@@ -642,3 +666,326 @@ def test_seed_000_get_and_copy_run_as_written_against_a_local_manifest(tmp_path,
     frame = session.execute("SELECT *\nFROM unsplash_data\nLIMIT 5")
     assert list(frame.columns) == ["photo_id", "image_path", "photo_image_url", "photo_description", "ai_description"]
     assert frame["image_path"][0] == "thanosql-dataset/unsplash_data/XMyPniM9LF0.jpg"
+
+
+# ------------------------------------------------------------------------- names are names
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "a/b", "..", ".hidden", "a\\\\b", "tab\there", "bell\x07"])
+def test_a_dataset_name_that_is_a_path_is_a_plan_error_before_anything_is_read(tmp_path, connect, workspace, name):
+    session = connect(tmp_path / "no-such-manifest.yaml")  # never read: the name is refused first
+
+    with pytest.raises(PlanError) as caught:
+        session.execute(f'GET THANOSQL DATASET "{name}"')
+
+    assert "a dataset name is a name, not a path" in caught.value.message
+    assert caught.value.line == 1
+    assert not (workspace / "thanosql-dataset").exists() and not (workspace.parent / "x").exists()
+
+
+def test_a_dataset_folder_that_links_out_of_the_store_is_refused(tmp_path, connect, workspace):
+    session = connect(_manifest(tmp_path, {}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (workspace / "thanosql-dataset").mkdir()
+    (workspace / "thanosql-dataset" / "digits_data").symlink_to(elsewhere)
+
+    with pytest.raises(PlanError, match="outside the dataset store"):
+        session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
+
+    assert list(elsewhere.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- archive size limits
+
+
+def test_an_archive_within_its_declared_unpacked_size_is_unpacked(tmp_path, server, connect, workspace):
+    body = _zip(TOY_FILES)
+    entry = _entry(server.serve("/toy.zip", body), body)
+    entry["files"][0]["unpacked_size"] = sum(len(data) for data in TOY_FILES.values())
+    session = connect(_manifest(tmp_path, {"toy_data": entry}))
+
+    session.execute("GET THANOSQL DATASET toy_data")
+
+    assert (workspace / "thanosql-dataset" / "toy_data" / "toy.csv").read_bytes() == TOY_FILES["toy.csv"]
+
+
+def test_an_archive_that_unpacks_past_its_declared_size_is_stopped_and_leaves_nothing(tmp_path, server, connect, workspace):
+    body = _tar_gz({"big.bin": bytes(100_000)})
+    entry = _entry(server.serve("/toy.tar.gz", body), body)
+    entry["files"][0]["unpacked_size"] = 1_000
+    session = connect(_manifest(tmp_path, {"toy_data": entry}))
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("GET THANOSQL DATASET toy_data")
+
+    assert "toy.tar.gz unpacks to more than the 1,000 bytes the manifest declares (unpacked_size)" in caught.value.message
+    assert _dataset_dir_entries(workspace) == []
+
+
+def _zeros_archive(path: Path, size: int) -> bytes:
+    """An archive holding one file of ``size`` zero bytes: it compresses about 1,000 times."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w") as out:
+            for _ in range(size >> 20):
+                out.write(bytes(1 << 20))
+    else:
+        with tarfile.open(path, "w:gz") as tf, open("/dev/zero", "rb") as zeros:
+            info = tarfile.TarInfo("zeros.bin")
+            info.size = size
+            tf.addfile(info, zeros)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
+def test_a_decompression_bomb_is_stopped_and_leaves_nothing(tmp_path, server, connect, workspace, suffix):
+    from thanosql.datasets import download
+
+    # Past 100 times the archive's size and past the floor, with no unpacked_size declared.
+    body = _zeros_archive(tmp_path / f"bomb{suffix}", download.UNPACK_FLOOR_BYTES + (8 << 20))
+    assert len(body) * download.UNPACK_RATIO < download.UNPACK_FLOOR_BYTES
+    session = connect(_manifest(tmp_path, {"toy_data": _entry(server.serve(f"/bomb{suffix}", body), body)}))
+
+    with pytest.raises(DatasetError) as caught:
+        session.execute("GET THANOSQL DATASET toy_data")
+
+    assert f"bomb{suffix}" in caught.value.message and "over 100 times its size" in caught.value.message
+    assert "unpacked_size" in caught.value.hint
+    assert _dataset_dir_entries(workspace) == []
+
+
+# ------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def small_disk(workspace):
+    """thanosql-dataset/ on a 512 KiB tmpfs of its own (needs root), unmounted after."""
+    folder = workspace / "thanosql-dataset"
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here; test_a_file_size_limit_while_generating_... covers a full disk")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
+                    "test_a_file_size_limit_while_generating_... covers a full disk")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _digits_manifest(tmp_path: Path, name: str = "manifest.yaml", **options) -> Path:
+    options = {"train": 20, "test": 10, **options}
+    entry = {"description": "generated digits", "license": "Apache-2.0", "builtin": "digits", "options": options}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"version": 1, "datasets": {"digits_data": entry}}), encoding="utf-8")
+    return path
+
+
+def test_a_full_disk_while_generating_a_dataset_is_a_clear_error_and_leaves_nothing(tmp_path, connect, workspace, small_disk):
+    session = connect(_digits_manifest(tmp_path, train=1000, test=200))
+
+    with pytest.raises(DiskFullError) as caught:
+        session.execute("GET THANOSQL DATASET digits_data")
+
+    assert "the disk is full: writing dataset 'digits_data' failed" in caught.value.message
+    assert caught.value.line == 1
+    assert _dataset_dir_entries(workspace) == []
+
+
+def test_a_full_disk_during_an_overwrite_keeps_the_old_dataset(tmp_path, connect, workspace, small_disk):
+    connect(_digits_manifest(tmp_path)).execute("GET THANOSQL DATASET digits_data")
+    before = sorted(p.relative_to(small_disk) for p in small_disk.rglob("*"))
+    session = connect(_digits_manifest(tmp_path, "bigger.yaml", train=1000, test=200))
+
+    with pytest.raises(DiskFullError):
+        session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
+
+    assert sorted(p.relative_to(small_disk) for p in small_disk.rglob("*")) == before
+    assert _dataset_dir_entries(workspace) == ["digits_data"]
+
+
+def test_a_full_disk_while_downloading_is_not_reported_as_a_broken_transfer(tmp_path, server, connect, workspace, small_disk):
+    body = os.urandom(1 << 20)
+    session = connect(_manifest(tmp_path, {"big_data": _entry(server.serve("/big.bin", body), body)}))
+    written = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
+    written["datasets"]["big_data"]["files"][0]["size"] = None  # so the room check cannot refuse it first
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(written))
+
+    with pytest.raises(DiskFullError) as caught:
+        session.execute("GET THANOSQL DATASET big_data")
+
+    assert "broke off" not in caught.value.message
+    assert server.requests == ["/big.bin"]
+    assert _dataset_dir_entries(workspace) == []
+
+
+def test_a_dataset_larger_than_the_free_space_is_refused_before_any_download(tmp_path, server, connect, workspace, small_disk):
+    body = os.urandom(1 << 20)
+    session = connect(_manifest(tmp_path, {"big_data": _entry(server.serve("/big.bin", body), body)}))
+
+    with pytest.raises(DiskFullError, match="not enough disk space for getting dataset 'big_data'"):
+        session.execute("GET THANOSQL DATASET big_data")
+
+    assert server.requests == []
+    assert _dataset_dir_entries(workspace) == []
+
+
+FILE_SIZE_LIMITED_GET = r"""
+import resource, signal, sys
+from pathlib import Path
+from thanosql.datasets.download import install
+from thanosql.datasets.manifest import load_manifest
+from thanosql.disk import DiskFullError
+
+manifest = load_manifest(sys.argv[1])
+# Writes past 16 KiB fail with EFBIG (SIGXFSZ ignored), as a full disk fails with ENOSPC.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+try:
+    install(manifest.get("digits_data"), manifest, Path(sys.argv[2]))
+except DiskFullError as exc:
+    print(exc.message)
+    sys.exit(3)
+"""
+
+
+def test_a_file_size_limit_while_generating_is_a_clear_error_and_leaves_nothing(tmp_path, workspace):
+    script = tmp_path / "limited_get.py"
+    script.write_text(FILE_SIZE_LIMITED_GET)
+    manifest = _digits_manifest(tmp_path, train=1000, test=10)  # its train CSV is about 50 KB
+
+    done = subprocess.run([sys.executable, str(script), str(manifest), str(workspace / "thanosql-dataset")],
+                          capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 3, done.stderr
+    assert "the disk is full: writing dataset 'digits_data' failed" in done.stdout
+    assert _dataset_dir_entries(workspace) == []
+
+
+# ------------------------------------------------------------------------- Ctrl-C and kill -9
+
+
+def _digits_folder(workspace: Path) -> Path:
+    return workspace / "thanosql-dataset" / "digits_data"
+
+
+def test_ctrl_c_during_an_overwrite_keeps_the_old_dataset_and_leaves_nothing(tmp_path, connect, workspace, monkeypatch):
+    from thanosql.datasets import builtin
+
+    manifest = load_manifest(_digits_manifest(tmp_path))
+    install(manifest.get("digits_data"), manifest, workspace / "thanosql-dataset")
+    (_digits_folder(workspace) / "old-copy.txt").write_text("from before")
+
+    def interrupted(path, header, rows):
+        raise KeyboardInterrupt  # after the images, before the CSV files
+
+    monkeypatch.setattr(builtin, "write_csv", interrupted)
+
+    with pytest.raises(KeyboardInterrupt):
+        install(manifest.get("digits_data"), manifest, workspace / "thanosql-dataset", overwrite=True)
+
+    assert (_digits_folder(workspace) / "old-copy.txt").read_text() == "from before"
+    assert _dataset_dir_entries(workspace) == ["digits_data"]
+
+
+def test_ctrl_c_between_the_two_renames_puts_the_old_dataset_back_at_once(tmp_path, workspace, monkeypatch):
+    manifest = load_manifest(_digits_manifest(tmp_path))
+    install(manifest.get("digits_data"), manifest, workspace / "thanosql-dataset")
+    (_digits_folder(workspace) / "old-copy.txt").write_text("from before")
+    real_replace = os.replace
+    interrupted = []
+
+    def replace(source, target, *args, **kwargs):
+        if Path(target).name == "digits_data" and not interrupted:
+            interrupted.append(source)
+            raise KeyboardInterrupt  # the old copy is aside, the new one not yet in place
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+    with pytest.raises(KeyboardInterrupt):
+        install(manifest.get("digits_data"), manifest, workspace / "thanosql-dataset", overwrite=True)
+
+    assert interrupted
+    assert (_digits_folder(workspace) / "old-copy.txt").read_text() == "from before"
+    assert _dataset_dir_entries(workspace) == ["digits_data"]
+
+
+KILLABLE_GET = r"""
+import os, sys, time
+from pathlib import Path
+
+workspace, manifest, marker, moment = sys.argv[1:5]
+real_replace = os.replace
+
+
+def stop_here():
+    # Tell the test where this process is, then wait for its kill -9.
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
+def replace(source, target, *args, **kwargs):
+    source, target = Path(source), Path(target)
+    if source.name == "digits_data" and target.name.endswith(".old") and moment == "before the old copy moves aside":
+        stop_here()
+    if target.name == "digits_data":  # the new copy going in
+        if moment == "between the two renames":
+            stop_here()
+        real_replace(source, target, *args, **kwargs)
+        if moment == "after the new copy is in place":
+            stop_here()
+        return
+    real_replace(source, target, *args, **kwargs)
+
+
+os.replace = replace
+if moment == "while building":
+    from thanosql.datasets import builtin
+
+    builtin.write_csv = lambda path, header, rows: stop_here()
+
+import thanosql
+
+with thanosql.connect(workspace, datasets_manifest=manifest, offline=True, progress=False,
+                      notify=lambda message: None) as session:
+    session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
+"""
+
+
+def _is_complete(folder: Path) -> bool:
+    """Every file the dataset's stamp lists is there with its checksum."""
+    from thanosql.transfer import sha256_of
+
+    stamp = json.loads((folder / STAMP_FILE).read_text())
+    return bool(stamp["files"]) and all(sha256_of(folder / name) == sha for name, sha in stamp["files"].items())
+
+
+@pytest.mark.parametrize("moment", [
+    "while building", "before the old copy moves aside", "between the two renames", "after the new copy is in place",
+])
+def test_a_get_killed_at_any_moment_leaves_the_old_dataset_or_the_new_one(tmp_path, connect, workspace, moment):
+    manifest = _digits_manifest(tmp_path)
+    connect(manifest).execute("GET THANOSQL DATASET digits_data")
+    (_digits_folder(workspace) / "old-copy.txt").write_text("from before")
+    script, marker = tmp_path / "killable_get.py", tmp_path / "stopped"
+    script.write_text(KILLABLE_GET)
+    child = subprocess.Popen([sys.executable, str(script), str(workspace), str(manifest), str(marker), moment],
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.05)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stderr.close()
+
+    assert _dataset_dir_entries(workspace) != ["digits_data"]  # the kill left something to clear
+    connect(manifest).execute("GET THANOSQL DATASET digits_data")  # without overwrite: recovers only
+
+    assert _dataset_dir_entries(workspace) == ["digits_data"]
+    folder = _digits_folder(workspace)
+    assert _is_complete(folder)
+    kept_old = (folder / "old-copy.txt").exists()
+    assert kept_old == (moment != "after the new copy is in place")

@@ -228,3 +228,27 @@ def test_an_unknown_dataset_name_lists_the_known_ones():
 def test_an_unsupported_version_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="unsupported version 2"):
         parse_manifest({"version": 2, "datasets": {"mine": _entry()}}, tmp_path / "m.yaml")
+
+
+def test_a_dataset_name_too_long_for_a_folder_is_refused(tmp_path):
+    error = _error(tmp_path, {"d" * 201: _entry()})
+
+    assert "cannot be a dataset name" in error.message and "longer than 200 characters" in error.message
+
+
+def test_an_archive_may_declare_its_unpacked_size(tmp_path):
+    manifest = load_manifest(_write(tmp_path, {"mine": _entry(files=[_file(unpacked_size=5678)])}))
+
+    assert manifest.get("mine").files[0].unpacked_size == 5678
+
+
+def test_an_unpacked_size_that_is_not_a_number_of_bytes_is_an_error(tmp_path):
+    error = _error(tmp_path, {"mine": _entry(files=[_file(unpacked_size="1 GB")])})
+
+    assert "datasets.mine.files[0].unpacked_size: expected a number of bytes" in error.message
+
+
+def test_an_unpacked_size_on_a_file_that_is_not_an_archive_is_an_error(tmp_path):
+    error = _error(tmp_path, {"mine": _entry(files=[_file(url="https://example.org/d.csv", unpacked_size=10)])})
+
+    assert "datasets.mine.files[0].unpacked_size: d.csv is not an archive" in error.message

@@ -8,6 +8,7 @@ files only, each bounded in count and time.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -354,3 +355,31 @@ def test_other_processes_run_and_see_each_others_writes_while_one_trains(session
     assert during >= 2, "training ended before the others could run beside it"
     assert max(waits) < 10  # a command-line start (~1-2 s) and two statements, never the training
     assert session.execute("SELECT name FROM (LIST MODEL)")["name"].tolist() == ["m"]
+
+
+def test_four_threads_convert_and_search_with_one_model_as_one_thread_would(session, tmp_path):
+    from tiny_clip import make_images, save_tiny_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path, seed=7)
+    shutil.copy(checkpoint, session.workspace / "tiny.pt")
+    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
+    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
+    make_images(session.workspace / "pics", 8, seed=2)
+    session.execute("CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path FROM range(8) r(i)")
+    convert = "CONVERT USING tiny OPTIONS (batch_size=4) AS SELECT * FROM pics WHERE {k} >= 0"
+    search_ = ("SELECT image_path, search_result FROM (SEARCH IMAGE USING tiny OPTIONS (search_by='text', "
+               "search_input='picture {k}', top_k=3) AS (CONVERT USING tiny AS SELECT * FROM pics))")
+    alone = {k: (session.execute(convert.format(k=k)), session.execute(search_.format(k=k))) for k in range(4)}
+    seen: dict = {}
+
+    def work(k):
+        for _ in range(3):
+            seen.setdefault(k, []).append((session.execute(convert.format(k=k)), session.execute(search_.format(k=k))))
+
+    assert run_threads(work) == [None] * 4
+    for k, results in seen.items():
+        for converted, found in results:
+            assert converted["image_path"].tolist() == alone[k][0]["image_path"].tolist()
+            np.testing.assert_allclose(np.stack(converted["convert_result"]), np.stack(alone[k][0]["convert_result"]),
+                                       atol=1e-5)
+            assert found["image_path"].tolist() == alone[k][1]["image_path"].tolist()

@@ -308,3 +308,16 @@ def test_ctrl_c_during_a_long_write_says_so_in_one_line_and_keeps_the_old_table(
         signal.signal(signal.SIGALRM, previous)
     assert caught.value.render().count("\n") <= 3  # the line, the statement, the caret
     assert session.execute("SELECT x FROM t")["x"].tolist() == [1]
+
+
+def test_write_table_on_a_full_disk_says_so_and_keeps_the_old_table(small_disk):
+    import pyarrow as pa
+
+    with thanosql.connect(small_disk / "ws", offline=True, progress=False, notify=lambda _: None) as session:
+        session.execute("CREATE TABLE t AS SELECT range AS x FROM range(10)")
+        fill(small_disk, leave=64 * 1024)
+        rows = pa.table({"x": list(range(400_000)), "pad": ["y" * 80] * 400_000})
+        with pytest.raises(DiskFullError, match="the disk is full: writing table 't' failed"):
+            session.write_table("t", rows, "replace")  # what CONVERT ... table_name does
+        (small_disk / "filler").unlink()
+        assert session.execute("SELECT count(*) AS n FROM t")["n"].tolist() == [10]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from thanosql import DatasetError, ModelError, PlanError
+from thanosql.errors import Interrupted
 from thanosql.datasets.builtin import generate_digits, generate_shapes
 
 from seeds import SEED_002_BUILD, SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
@@ -176,11 +177,11 @@ def test_pretrained_weights_from_a_file_are_where_training_starts(digits):
     assert torch.allclose(weights["layer4.1.conv2.weight"], start["layer4.1.conv2.weight"], atol=1e-8)
 
 
-@pytest.mark.parametrize("exception", [KeyboardInterrupt, RuntimeError])
-def test_training_stopped_midway_leaves_the_earlier_model_as_it_was(built, exception):
+@pytest.mark.parametrize("exception, seen", [(KeyboardInterrupt, Interrupted), (RuntimeError, RuntimeError)])
+def test_training_stopped_midway_leaves_the_earlier_model_as_it_was(built, exception, seen):
     before = stored_files(built, "my_image_search_model")
     built.progress = interrupting(exception, "SimCLR")
-    with pytest.raises(exception):
+    with pytest.raises(seen):  # Ctrl-C is told in one line (a ThanoSQLError); a bug keeps its type
         built.execute(SEED_002_BUILD)
     assert stored_files(built, "my_image_search_model") == before
     assert [p.name for p in built.model_dir.iterdir() if p.name != ".lock"] == ["my_image_search_model"]  # no half-written folder
@@ -286,12 +287,12 @@ def test_clip_pretrained_offline_with_a_cold_cache_fails_at_once(shapes, tmp_pat
     assert str(tmp_path / "home") in caught.value.hint
 
 
-@pytest.mark.parametrize("exception", [KeyboardInterrupt, RuntimeError])
-def test_clip_training_stopped_midway_leaves_the_earlier_model_as_it_was(shapes, exception):
+@pytest.mark.parametrize("exception, seen", [(KeyboardInterrupt, Interrupted), (RuntimeError, RuntimeError)])
+def test_clip_training_stopped_midway_leaves_the_earlier_model_as_it_was(shapes, exception, seen):
     shapes.execute(BUILD_CLIP.format(extra=""))
     before = stored_files(shapes, "shapes_clip")
     shapes.progress = interrupting(exception, "CLIP")
-    with pytest.raises(exception):
+    with pytest.raises(seen):
         shapes.execute(BUILD_CLIP.format(extra=", overwrite=True"))
     assert stored_files(shapes, "shapes_clip") == before
     assert [p.name for p in shapes.model_dir.iterdir() if p.name != ".lock"] == ["shapes_clip"]

@@ -173,9 +173,10 @@ class FolderStore:
         try:
             yield folder
         except OSError as exc:
-            if is_disk_full(exc, self.root):
-                raise disk_error(exc, f"writing {self.what} '{name}'", self.root, span) from exc
-            raise
+            if not is_disk_full(exc, self.root):
+                raise
+            shutil.rmtree(folder, ignore_errors=True)  # first, so the error tells the room left
+            raise disk_error(exc, f"writing {self.what} '{name}'", self.root, span) from exc
         finally:
             writing.close()
             if folder.exists():
@@ -192,7 +193,12 @@ class FolderStore:
             if target.exists():
                 retired = self._aside(name, "old")
                 os.replace(target, retired)
-            os.replace(folder, target)
+            try:
+                os.replace(folder, target)
+            except BaseException:
+                if retired is not None:  # Ctrl-C or a failure between the renames: undo the first
+                    os.replace(retired, target)
+                raise
             fsync_folder(self.root)
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)

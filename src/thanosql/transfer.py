@@ -1,15 +1,13 @@
-"""Moving bytes safely: a streamed, hashed HTTP download, a file's SHA-256, and swapping a
-finished folder in place of an older one. Datasets (datasets/download.py) and model weights
-(models/weights.py) are both fetched and put in place through these, each turning the neutral
-FetchFailure into its own error.
+"""Moving bytes safely: a streamed, hashed HTTP download and a file's SHA-256. Datasets
+(datasets/download.py) and model weights (models/weights.py) are both fetched through these, each
+turning the neutral FetchFailure into its own error; finished folders are put in place by
+stores.FolderStore.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -72,8 +70,9 @@ def stream(url: str, destination: Path, *, timeout: float, progress: Progress | 
     1234
 
     Raises FetchFailure (connection refused, HTTP error, transfer cut short, server size
-    different from ``expected_size``); ``destination`` may then hold a partial file, which the
-    caller removes (it writes into a temporary file or folder).
+    different from ``expected_size``), or the OSError of a failed write (a full disk);
+    ``destination`` may then hold a partial file, which the caller removes (it writes into a
+    temporary file or folder).
     """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
@@ -100,20 +99,28 @@ def stream(url: str, destination: Path, *, timeout: float, progress: Progress | 
         )
         try:
             with destination.open("wb") as out:
-                while chunk := response.read(CHUNK_BYTES):
+                while chunk := _read(response, url, received):
+                    # A failed write (a full disk) is an OSError for the caller to report: it is
+                    # not the server's fault, and another mirror would not help.
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            # http.client raises IncompleteRead when the peer closes before Content-Length.
-            raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} bytes ({exc!r})") from exc
         finally:
             bar.close()
     # http.client may also return a short body without complaint when the server hangs up early.
     if announced is not None and received != announced:
         raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} of {announced:,} bytes")
     return Fetched(url, received, digest.hexdigest())
+
+
+def _read(response, url: str, received: int) -> bytes:
+    """The next chunk of ``response``; a FetchFailure if the connection breaks off."""
+    try:
+        return response.read(CHUNK_BYTES)
+    except (OSError, http.client.HTTPException) as exc:
+        # http.client raises IncompleteRead when the peer closes before Content-Length.
+        raise FetchFailure(url, "connection", f"the transfer broke off after {received:,} bytes ({exc!r})") from exc
 
 
 def sha256_of(path: Path) -> str:
@@ -123,25 +130,3 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def swap_in_folder(staging: Path, target: Path) -> None:
-    """Put the finished folder ``staging`` at ``target``, replacing any folder there.
-
-    A folder cannot be renamed over a non-empty one: the old copy is moved aside first (to
-    ``.<name>.<pid>.old``), put back if the second rename fails, and removed after.
-    """
-    retired = None
-    if target.exists():
-        retired = target.with_name(f".{target.name}.{os.getpid()}.old")
-        if retired.exists():
-            shutil.rmtree(retired)
-        os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired, target)
-        raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)

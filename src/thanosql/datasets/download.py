@@ -1,10 +1,12 @@
-"""Put a dataset into the workspace: download, verify, unpack, and rename into place.
+"""Put a dataset into the workspace: download, verify, unpack, and put in place.
 
-``install(spec, dataset_dir, ...)`` builds ``<dataset_dir>/<name>/`` inside a temporary folder
-beside it and renames it into place only when every file has arrived, matched its size and
-sha256, been unpacked (or prepared, or generated) and the tables the manifest lists are there:
-an interrupted, corrupt or refused download leaves nothing behind. ``fetch`` is the streamed,
-checked download of one file (urllib, a short timeout); offline, install fails before any.
+``install(spec, dataset_dir, ...)`` builds ``<dataset_dir>/<name>/`` in a staging folder of the
+dataset store (stores.FolderStore) and puts it in place only when every file has arrived, matched
+its size and sha256, been unpacked (within a size limit) or prepared or generated, and the tables
+the manifest lists are there. An error, Ctrl-C, a full disk or a kill -9 at any moment leaves the
+old dataset or the new one, never a mix; what a killed GET left is cleared by the next one.
+``fetch`` is the streamed, checked download of one file (urllib, a short timeout); offline,
+install fails before any.
 """
 
 from __future__ import annotations
@@ -13,19 +15,29 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
+from ..disk import check_free_space, format_bytes, is_disk_full
 from ..errors import DatasetError
-from ..transfer import CHUNK_BYTES, Fetched, FetchFailure, Progress, sha256_of, stream, swap_in_folder
+from ..stores import WRITING_FILE, FolderStore
+from ..transfer import CHUNK_BYTES, Fetched, FetchFailure, Progress, sha256_of, stream
 from .manifest import DatasetSpec, FileSpec, Manifest
 
 # Seconds to wait for a connection or for the next bytes: long enough for a slow mirror, short
 # enough that a machine without a network fails "within seconds" rather than hanging.
 TIMEOUT_S = 10.0
 STAMP_FILE = ".thanosql-dataset.json"
+# Downloads (and, with a recipe, their unpacked sources) go here inside the staging folder, so a
+# killed GET leaves them where the store's recovery removes them; deleted before put in place.
+SCRATCH_DIR = ".thanosql-scratch"
+# An archive may unpack to what its manifest entry declares (unpacked_size); without one, to
+# UNPACK_RATIO times its own size, and at least UNPACK_FLOOR_BYTES. Text compresses 3-10x and
+# images not at all, while a decompression bomb (a zip of zeros) expands 1,000x and more.
+UNPACK_RATIO = 100
+UNPACK_FLOOR_BYTES = 32 << 20
 
 
 def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None) -> Fetched:
@@ -85,12 +97,13 @@ def install(
 
     Without ``overwrite`` an existing folder is kept (a message says so). Offline, a dataset
     that needs the network fails at once, before any socket is opened, naming its URL and the
-    built-in datasets. Every failure leaves the workspace as it was (an older copy of the
-    dataset included).
+    built-in datasets. Every failure (a full disk: DiskFullError) leaves the workspace as it was,
+    an older copy of the dataset included.
     """
-    target = dataset_dir / spec.name
-    if dataset_dir.is_dir():
-        _remove_stale(dataset_dir, spec.name)
+    store = FolderStore(dataset_dir, "dataset")
+    target = store.path(spec.name)
+    # A GET killed earlier may have left its dataset moved aside: put it back before looking.
+    store.recover()
     if target.exists() and not overwrite:
         return (
             f"dataset '{spec.name}' is already in the workspace ({dataset_dir.name}/{spec.name}); "
@@ -102,30 +115,41 @@ def install(
             f"and it downloads {spec.files[0].url}",
             hint=_alternatives_hint(spec, manifest),
         )
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.{os.getpid()}.", suffix=".partial", dir=dataset_dir))
+    _check_room(spec, dataset_dir)
     try:
-        content = staging / "dataset"
-        content.mkdir()
-        fetched = _build(spec, manifest, staging, content, progress=progress, notify=notify,
-                         offline=offline, timeout=timeout)
-        check_tables(spec, content)
-        _write_stamp(spec, manifest, content, fetched)
-        swap_in_folder(content, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with store.staging(spec.name) as folder:
+            scratch = folder / SCRATCH_DIR
+            fetched = _build(spec, manifest, scratch, folder, progress=progress, notify=notify,
+                             offline=offline, timeout=timeout)
+            shutil.rmtree(scratch, ignore_errors=True)
+            check_tables(spec, folder)
+            _write_stamp(spec, manifest, folder, fetched)
+            store.put(folder, spec.name)
+    except BaseException:
+        # Ctrl-C between put()'s two renames leaves the old copy aside and no dataset: put it
+        # back now rather than at the next GET. (staging() has removed the new folder.)
+        store.recover()
+        raise
     return None
 
 
-def _build(spec, manifest, staging, content, *, progress, notify, offline, timeout) -> list[Fetched]:
+def _check_room(spec: DatasetSpec, dataset_dir: Path) -> None:
+    # What the manifest declares (downloads, and archives' unpacked sizes) must fit before the
+    # first byte is fetched: failing in a second beats failing after an hour's download.
+    needed = sum((f.size or 0) + (f.unpacked_size or 0) for f in spec.files)
+    if needed:
+        check_free_space(dataset_dir, needed, f"getting dataset '{spec.name}'")
+
+
+def _build(spec, manifest, scratch, content, *, progress, notify, offline, timeout) -> list[Fetched]:
     if spec.builtin is not None:
         from .builtin import GENERATORS
 
         GENERATORS[spec.builtin](content, dataset_name=spec.name, **spec.options)
         return []
-    downloads = staging / "downloads"
-    downloads.mkdir()
-    sources = staging / "sources" if spec.prepare else content
+    downloads = scratch / "downloads"
+    downloads.mkdir(parents=True)
+    sources = scratch / "sources" if spec.prepare else content
     sources.mkdir(exist_ok=True)
     fetched = []
     for file in spec.files:
@@ -135,7 +159,7 @@ def _build(spec, manifest, staging, content, *, progress, notify, offline, timeo
         except FetchFailure as failure:
             raise _download_error(spec, manifest, file, failure) from failure
         if file.is_archive:
-            unpack(path, sources, strip_components=file.strip_components)
+            unpack(path, sources, strip_components=file.strip_components, unpacked_size=file.unpacked_size)
             path.unlink()
         else:
             os.replace(path, sources / file.name)
@@ -177,14 +201,20 @@ def _alternatives_hint(spec: DatasetSpec, manifest: Manifest) -> str:
 # --------------------------------------------------------------------------------- unpacking
 
 
-def unpack(archive: Path, destination: Path, *, strip_components: int = 0) -> None:
+def unpack(archive: Path, destination: Path, *, strip_components: int = 0, unpacked_size: int | None = None) -> None:
     """Unpack a .zip or .tar[.gz|.bz2|.xz] archive into ``destination``.
 
+    >>> unpack(Path("toy.zip"), Path("/tmp/out"), unpacked_size=1_234)
+
     Members that would land outside ``destination`` (absolute paths, ``..``), links and
-    devices are refused; ``strip_components`` drops leading folders as ``tar`` does.
+    devices are refused; ``strip_components`` drops leading folders as ``tar`` does. The bytes
+    written are counted as they are written: past ``unpacked_size`` (or, when it is None, past
+    UNPACK_RATIO times the archive's size) the unpacking stops with a DatasetError. A full
+    disk is left as the OSError it is, for the caller to report.
     """
     try:
-        members = _zip_members(archive) if archive.name.lower().endswith(".zip") else _tar_members(archive)
+        budget = _Budget(archive, unpacked_size)
+        members = _zip_members(archive, budget) if archive.name.lower().endswith(".zip") else _tar_members(archive)
         for parts, is_dir, opener in members:
             parts = parts[strip_components:]
             if not parts:
@@ -195,9 +225,49 @@ def unpack(archive: Path, destination: Path, *, strip_components: int = 0) -> No
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             with opener() as source, path.open("wb") as out:
-                shutil.copyfileobj(source, out, CHUNK_BYTES)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+                while chunk := source.read(CHUNK_BYTES):
+                    budget.take(len(chunk))
+                    out.write(chunk)
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise
         raise DatasetError(f"{archive.name} is not a readable archive: {exc}") from exc
+
+
+class _Budget:
+    """The bytes one archive may still unpack to (see UNPACK_RATIO), counted as they are written."""
+
+    def __init__(self, archive: Path, declared: int | None) -> None:
+        self.archive = archive
+        self.declared = declared
+        self.size = archive.stat().st_size
+        self.limit = declared if declared is not None else max(UNPACK_RATIO * self.size, UNPACK_FLOOR_BYTES)
+        self.used = 0
+
+    def expect(self, total: int) -> None:
+        """Refuse at once an archive whose own listing adds up to more than the limit."""
+        if total > self.limit:
+            raise self.error(f"its listing adds up to {total:,} bytes")
+
+    def take(self, count: int) -> None:
+        self.used += count
+        if self.used > self.limit:
+            raise self.error(f"stopped after {self.used:,} bytes")
+
+    def error(self, found: str) -> DatasetError:
+        if self.declared is not None:
+            return DatasetError(
+                f"{self.archive.name} unpacks to more than the {self.limit:,} bytes the manifest "
+                f"declares (unpacked_size): {found}",
+                hint="the archive is not the one the manifest describes; nothing was kept. "
+                "If it changed on purpose, correct unpacked_size in the manifest",
+            )
+        return DatasetError(
+            f"{self.archive.name} ({format_bytes(self.size)}) unpacks to more than "
+            f"{format_bytes(self.limit)}, over {UNPACK_RATIO} times its size: {found}",
+            hint="an archive that expands this much is likely a decompression bomb; nothing was kept. "
+            "If it is genuine, declare its size in the manifest entry (unpacked_size: <bytes>)",
+        )
 
 
 def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
@@ -210,8 +280,11 @@ def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
     return tuple(part for part in path.parts if part not in ("", "."))
 
 
-def _zip_members(archive: Path) -> Iterator[tuple[tuple[str, ...], bool, Callable]]:
+def _zip_members(archive: Path, budget: _Budget) -> Iterator[tuple[tuple[str, ...], bool, Callable]]:
     with zipfile.ZipFile(archive) as zf:
+        # A zip lists its members' sizes up front: refuse a bomb before writing a byte (and
+        # count what is written all the same, in case the listing lies).
+        budget.expect(sum(info.file_size for info in zf.infolist()))
         for info in zf.infolist():
             parts = _safe_parts(info.filename, archive)
             if parts and parts[0] == "__MACOSX":  # resource forks a Mac adds; never data
@@ -244,7 +317,7 @@ def check_tables(spec: DatasetSpec, content: Path) -> None:
     for table in spec.tables:
         path = content / table.file
         if not path.is_file():
-            present = sorted(p.name for p in content.iterdir())[:12]
+            present = sorted(p.name for p in content.iterdir() if p.name != WRITING_FILE)[:12]
             raise DatasetError(
                 f"dataset '{spec.name}' has no {table.file} (the manifest lists it for table {table.name})",
                 hint=f"the download holds: {', '.join(present) or 'nothing'}",
@@ -267,7 +340,9 @@ def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: 
     # a generated dataset is the same bytes on every run.
     contents = {}
     for path in sorted(p for p in content.rglob("*") if p.is_file()):
-        contents[path.relative_to(content).as_posix()] = sha256_of(path)
+        name = path.relative_to(content).as_posix()
+        if name != WRITING_FILE:  # the store's lock file, removed when the folder is put in place
+            contents[name] = sha256_of(path)
     stamp = {
         "name": spec.name,
         "manifest": str(manifest.path),
@@ -278,38 +353,6 @@ def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: 
         "files": contents,
     }
     (content / STAMP_FILE).write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
-
-
-def _remove_stale(dataset_dir: Path, name: str) -> None:
-    """Clear temporary folders of ``name`` left by a process that died (killed mid-download).
-
-    A ``.old`` folder is a complete earlier copy moved aside by ``swap_in_folder``: if the process
-    died before the new copy took its place, the old one is put back rather than deleted.
-    """
-    prefix = f".{name}."
-    for entry in sorted(dataset_dir.iterdir()):
-        if not entry.name.startswith(prefix) or not entry.name.endswith((".partial", ".old")):
-            continue
-        pid = entry.name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        target = dataset_dir / name
-        if entry.name.endswith(".old") and not target.exists():
-            os.replace(entry, target)
-        else:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_installed(dataset_dir: Path, name: str) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-from ..errors import DatasetError, choices_hint
+from ..errors import DatasetError, PlanError, choices_hint
+from ..stores import check_name
 
 FORMAT = """\
 version: 1                          # optional; 1 is the only version
@@ -32,6 +33,8 @@ datasets:
         name: data.zip              # optional: file name (default: last part of the URL)
         mirrors: [https://...]      # optional: tried in order when url cannot be fetched
         strip_components: 0         # optional: leading folders dropped when unpacking
+        unpacked_size: 5678         # optional, archives: bytes of the unpacked contents; GET
+                                    # stops past it (without it: past 100x the archive's size)
     builtin: digits                 # instead of files: generated locally (works offline)
     prepare: mnist                  # optional, with files: turns them into the final layout
     options: {train: 1000}          # keyword arguments of the builtin generator or recipe
@@ -49,7 +52,7 @@ ENTRY_KEYS = (
     "description", "license", "source", "data_type", "files", "builtin", "prepare", "options",
     "tables", "alternative",
 )
-FILE_KEYS = ("url", "sha256", "size", "name", "mirrors", "strip_components", "unverified")
+FILE_KEYS = ("url", "sha256", "size", "name", "mirrors", "strip_components", "unverified", "unpacked_size")
 TABLE_KEYS = ("file", "columns")
 # A dataset name becomes a folder name: keep it to characters that are safe everywhere.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -67,6 +70,7 @@ class FileSpec:
     mirrors: tuple[str, ...] = ()
     strip_components: int = 0
     unverified: str | None = None
+    unpacked_size: int | None = None  # archives: bytes unpacking may write (a bomb stops there)
 
     @property
     def is_archive(self) -> bool:
@@ -180,8 +184,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     datasets = {}
     for name, entry in entries.items():
         key = f"datasets.{name}"
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            checker.fail(key, f"{name!r} cannot be a dataset name", "use letters, digits, '_', '.', '-'")
+        checker.name(name, key)
         datasets[name] = checker.entry(name, entry, key)
     for name, spec in datasets.items():
         if spec.alternative is not None and spec.alternative not in datasets:
@@ -201,6 +204,19 @@ class _Checker:
 
     def fail(self, key: str, problem: str, hint: str | None = None):
         raise DatasetError(f"{self.path}: {key}: {problem}", hint=hint)
+
+    def name(self, name: Any, key: str) -> None:
+        # The name becomes a folder of thanosql-dataset/: the dataset store's rule (a name, not a
+        # path) and, stricter, characters that are safe in a folder name everywhere.
+        hint = "use letters, digits, '_', '.', '-'"
+        if not isinstance(name, str):
+            self.fail(key, f"{name!r} cannot be a dataset name: it is not text", hint)
+        try:
+            check_name(name, "dataset")
+        except PlanError as exc:
+            self.fail(key, f"cannot be a dataset name: {exc.message}", hint)
+        if not NAME_PATTERN.match(name):
+            self.fail(key, f"{name!r} cannot be a dataset name", hint)
 
     def mapping(self, value: Any, key: str, allowed: tuple[str, ...] | None) -> dict:
         if not isinstance(value, dict):
@@ -296,6 +312,13 @@ class _Checker:
         name = item.get("name") or _file_name(url)
         if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
             self.fail(f"{key}.name", f"{name!r} cannot be a file name", "give the file a plain 'name'")
+        unpacked = item.get("unpacked_size")
+        if unpacked is not None:
+            if isinstance(unpacked, bool) or not isinstance(unpacked, int) or unpacked < 0:
+                self.fail(f"{key}.unpacked_size", f"expected a number of bytes, found {unpacked!r}")
+            if not name.lower().endswith(ARCHIVE_SUFFIXES):
+                self.fail(f"{key}.unpacked_size", f"{name} is not an archive: nothing is unpacked",
+                          "unpacked_size is for .zip and .tar[.gz|.bz2|.xz] files; remove it")
         return FileSpec(
             url=self.resolve_url(url.strip()),
             sha256=sha256.lower() if isinstance(sha256, str) else None,
@@ -304,6 +327,7 @@ class _Checker:
             mirrors=tuple(self.resolve_url(m.strip()) for m in mirrors),
             strip_components=strip,
             unverified=unverified.strip() if isinstance(unverified, str) else None,
+            unpacked_size=unpacked,
         )
 
     def resolve_url(self, url: str) -> str:

@@ -10,6 +10,7 @@ damaged and can be deleted. No torch here: listing and metadata stay cheap.
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -138,9 +139,10 @@ class ModelStore:
                 yield staging
             except Exception as exc:
                 # torch.save reports a full disk as a RuntimeError from its zip writer.
-                if is_disk_full(exc, self.root):
-                    raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
-                raise
+                if not is_disk_full(exc, self.root):
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)  # first, so the error tells the room left
+                raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
             info = ModelInfo(
                 name=name,
                 family=family,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError, Span, choices_hint
+from ..disk import disk_error, is_disk_full
 from ..transfer import FetchFailure, sha256_of, stream
 
 # open_clip's default file names on the Hugging Face hub (open_clip/constants.py).
@@ -330,6 +331,11 @@ def download(
             span=span,
             hint="check the network, or use OPTIONS (checkpoint='path/to/file.pt')",
         ) from failure
+    except OSError as exc:
+        if not is_disk_full(exc, target.parent):
+            raise
+        partial.unlink(missing_ok=True)
+        raise disk_error(exc, f"downloading {target.name}", target.parent, span) from exc
     finally:
         partial.unlink(missing_ok=True)
     return target

@@ -8,28 +8,38 @@ catalogues as rows, so ``SELECT * FROM (LIST TABLE)`` works like any derived tab
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import io
 import json
 import os
+import re
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import DatasetError, PlanError, ThanoSQLError
+from ..stores import FolderStore, check_name
 
 # ------------------------------------------------------------------------------------- GET
 
 
 def get_dataset(session, step) -> str | None:
     """``GET THANOSQL DATASET name [OPTIONS (overwrite=...)]``: None ("Success") once the
-    dataset is in place, or a message when it already was and overwrite is False."""
+    dataset is in place, or a message when it already was and overwrite is False.
+
+    The name is a name, never a path (``"../x"`` is a PlanError before anything is read), and
+    the folder it resolves to is checked to lie inside thanosql-dataset/ (DESIGN.md 15).
+    """
     from ..datasets.download import install
     from ..datasets.manifest import load_manifest
 
     statement = step.statement
+    check_name(statement.name, "dataset", statement.span)
     try:
         manifest = load_manifest(session.settings.datasets_manifest)
         spec = manifest.get(statement.name, span=statement.span)
@@ -92,19 +102,37 @@ def read_source(session, source: str, fmt: str | None = None) -> pa.Table:
 
     >>> read_source(session, "thanosql-dataset/mnist_data/mnist_test.csv").num_rows
     200
+
+    Files are read through a private in-memory DuckDB connection, never the workspace's: the
+    workspace database is opened only to write the rows (session.write_table).
     """
     text = source.strip()
     if text[:1] in ("[", "{"):
         return _read_json_text(text)
     path = session.resolve_path(source)
-    if not path.exists():
-        raise DatasetError(f"no such file or folder: {path}", hint=_missing_hint(session, source, path))
-    if path.is_dir():
-        return read_media_folder(path, session.workspace)
-    kind = fmt or _format_of(path)
-    reader = {"csv": _read_csv, "parquet": _read_parquet, "json": _read_json_file,
-              "pickle": _read_pickle, "excel": _read_excel}[kind]
-    return reader(session, path)
+    with _dataset_held(session, path):
+        if not path.exists():
+            raise DatasetError(f"no such file or folder: {path}", hint=_missing_hint(session, source, path))
+        if path.is_dir():
+            return read_media_folder(path, session.workspace)
+        kind = fmt or _format_of(path)
+        reader = {"csv": _read_csv, "parquet": _read_parquet, "json": _read_json_file,
+                  "pickle": _read_pickle, "excel": _read_excel}[kind]
+        return reader(path)
+
+
+@contextmanager
+def _dataset_held(session, path: Path) -> Iterator[None]:
+    # A file of thanosql-dataset/ is read under the store's shared lock, so that a GET ... overwrite
+    # in another process cannot swap the dataset while COPY is half-way through its folder.
+    dataset_dir = Path(os.path.abspath(session.dataset_dir))
+    with ExitStack() as stack:
+        if Path(os.path.abspath(path)).is_relative_to(dataset_dir):
+            try:
+                stack.enter_context(FolderStore(dataset_dir, "dataset").reading())
+            except OSError:
+                pass  # a read-only store (a shared, mounted folder) has no writer to wait for
+        yield
 
 
 def _format_of(path: Path) -> str:
@@ -121,40 +149,207 @@ def _format_of(path: Path) -> str:
 
 def _missing_hint(session, source: str, path: Path) -> str:
     parts = Path(source).parts
-    if len(parts) >= 2 and parts[0] == "thanosql-dataset" and not (session.dataset_dir / parts[1]).exists():
+    if len(parts) >= 2 and parts[0] == "thanosql-dataset" and _is_name(parts[1]) \
+            and not (session.dataset_dir / parts[1]).exists():
         return f"dataset '{parts[1]}' is not in this workspace yet: run GET THANOSQL DATASET {parts[1]} first"
     return f"relative paths start at the workspace, {session.workspace}"
 
 
-def _duckdb_read(session, path: Path, function: str, what: str, retry: str | None = None) -> pa.Table:
+def _is_name(text: str) -> bool:
+    try:
+        check_name(text, "dataset")
+    except PlanError:
+        return False
+    return True
+
+
+def _scan(connection, function: str, path: Path, extra: str = "") -> pa.Table:
     # The path goes in as a parameter, never pasted into the SQL text.
-    connection = session.connection
+    return connection.sql(f"SELECT * FROM {function}($path{extra})", params={"path": str(path)}).to_arrow_table()
+
+
+def _read_csv(path: Path) -> pa.Table:
+    _refuse_blank(path, "CSV")
+    with duckdb.connect() as connection:
+        try:
+            table = _scan(connection, "read_csv_auto", path)
+        except duckdb.Error as first:
+            _refuse_bad_text(path, "CSV", first)
+            _refuse_ragged_rows(path, None, first)
+            try:
+                # Type detection samples the first rows; a later value of another type needs all.
+                table = _scan(connection, "read_csv_auto", path, ", sample_size=-1")
+            except duckdb.Error:
+                raise DatasetError(f"cannot read CSV file {path}: {_first_line(first)}") from first
+        suspect = _suspect_delimiter(connection, path, table)
+    if suspect is not None:
+        _refuse_ragged_rows(path, suspect)
+    return table
+
+
+def _suspect_delimiter(connection, path: Path, table: pa.Table) -> str | None:
+    """The delimiter to count the fields of each line with, when DuckDB's reading hints that
+    the counts differ; None when nothing does.
+
+    DuckDB's sniffer makes a file whose lines have different numbers of fields consistent in one
+    of two ways: it reads it as one column of whole lines, or it skips its first lines as if they
+    were a preamble (SkipRows). Both lose the table silently.
+    """
+    if table.num_columns == 1:
+        name = table.column_names[0]
+        found = [d for d in CSV_DELIMITERS if d in name]
+        return max(found, key=name.count) if found else None  # no delimiter: a one-column file
     try:
-        return connection.sql(f"SELECT * FROM {function}($path)", params={"path": str(path)}).to_arrow_table()
-    except duckdb.Error as exc:
-        if retry is None:
-            raise DatasetError(f"cannot read {what} {path}: {_first_line(exc)}") from exc
-        first = exc
+        # fetchall, not fetchone: an unfinished result blocks the connection.
+        [(delimiter, skipped)] = connection.execute(
+            "SELECT Delimiter, SkipRows FROM sniff_csv($path)", {"path": str(path)}
+        ).fetchall()
+    except duckdb.Error:
+        return None
+    if not skipped:
+        return None
+    # A real preamble ("Exported on ...") is prose; skipped lines holding the delimiter are rows.
+    with _open_text_bytes(path) as handle:
+        preamble = [handle.readline().decode("utf-8", "replace") for _ in range(skipped)]
+    return delimiter if any(delimiter in line for line in preamble) else None
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    with duckdb.connect() as connection:
+        try:
+            return _scan(connection, "read_parquet", path)
+        except duckdb.Error as exc:
+            raise DatasetError(f"cannot read Parquet file {path}: {_first_line(exc)}") from exc
+
+
+def _read_json_file(path: Path) -> pa.Table:
+    _refuse_blank(path, "JSON")
+    with duckdb.connect() as connection:
+        try:
+            return _scan(connection, "read_json_auto", path)
+        except duckdb.Error as first:
+            _refuse_bad_text(path, "JSON", first)
+            try:
+                return _scan(connection, "read_json_auto", path, ", sample_size=-1")
+            except duckdb.Error:
+                raise DatasetError(f"cannot read JSON file {path}: {_first_line(first)}") from first
+
+
+# Delimiters DuckDB's CSV sniffer tries (https://duckdb.org/docs/data/csv/auto_detection).
+CSV_DELIMITERS = (",", "\t", ";", "|")
+
+
+def _refuse_ragged_rows(path: Path, delimiter: str | None, cause: Exception | None = None) -> None:
+    """A DatasetError naming the first line whose number of fields differs from the header's.
+
+    ``delimiter``: the one to split lines with (and no line skipped), or None for DuckDB's own
+    guess. DuckDB itself finds the bad lines: with ``store_rejects`` it lists them in the
+    ``reject_errors`` table (https://duckdb.org/docs/data/csv/reading_faulty_csv_files).
+    """
+    options = ", store_rejects=true" + (", delim=$delim, skip=0" if delimiter else "")
+    params = {"path": str(path)} | ({"delim": delimiter} if delimiter else {})
+    with duckdb.connect() as connection:
+        try:
+            relation = connection.sql(f"SELECT * FROM read_csv($path{options})", params=params)
+            expected = len(relation.columns)
+            relation.aggregate("count(*)").fetchall()  # the rejects are recorded as it runs
+            rows = connection.execute(
+                "SELECT line, error_message FROM reject_errors "
+                "WHERE error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS') ORDER BY line"
+            ).fetchall()
+        except duckdb.Error:
+            return  # not a problem of field counts: the caller reports DuckDB's own error
+    if not rows:
+        return
+    line, message = rows[0]
+    counts = re.search(r"Found: (\d+)", message or "")
+    found = counts.group(1) if counts else "another number of"
+    others = f" ({len(rows):,} lines in all have a different number)" if len(rows) > 1 else ""
+    shown = {"\t": "tab", None: ","}.get(delimiter, delimiter)
+    raise DatasetError(
+        f"cannot read CSV file {path}: line {line} has {found} fields where {expected} are "
+        f"expected{others}",
+        hint=f"fix the file so that every line has {expected} fields, or put double quotes around "
+        f"fields that hold the delimiter ({shown!r})",
+    ) from cause
+
+
+def _refuse_blank(path: Path, kind: str) -> None:
+    # DuckDB reads an empty file as a table of one column named column0 (json for JSON) and no
+    # rows: refuse it rather than make that table.
     try:
-        # Type detection samples the first rows; a later value of another type needs all of them.
-        return connection.sql(f"SELECT * FROM {function}($path, {retry})", params={"path": str(path)}).to_arrow_table()
-    except duckdb.Error as exc:
-        raise DatasetError(f"cannot read {what} {path}: {_first_line(first)}") from exc
+        with _open_text_bytes(path) as handle:
+            while chunk := handle.read(1 << 16):
+                if chunk.strip():
+                    return
+    except (OSError, EOFError):
+        return  # unreadable (say, a damaged .gz): DuckDB's error says so
+    raise DatasetError(
+        f"cannot read {kind} file {path}: the file is empty",
+        hint="a CSV file needs at least a header line naming the columns" if kind == "CSV"
+        else "a JSON file needs at least one record",
+    )
 
 
-def _read_csv(session, path: Path) -> pa.Table:
-    return _duckdb_read(session, path, "read_csv_auto", "CSV file", retry="sample_size=-1")
+def _refuse_bad_text(path: Path, kind: str, cause: Exception) -> None:
+    """A DatasetError naming the position of the first bytes that are not UTF-8, if any."""
+    try:
+        bad = _first_invalid_utf8(path)
+    except (OSError, EOFError):
+        return  # unreadable (say, a damaged .gz): DuckDB's error says so
+    if bad is None:
+        return
+    line, column, offset, sample = bad
+    if kind == "CSV":
+        with _open_text_bytes(path) as handle:
+            utf16 = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")  # UTF-16's byte-order marks
+        encoding = "utf-16" if utf16 else "latin-1"
+        quoted = str(path).replace("'", "''")
+        hint = (f"save the file as UTF-8, or read it with DuckDB, which decodes other encodings: "
+                f"CREATE TABLE t AS SELECT * FROM read_csv('{quoted}', encoding='{encoding}')")
+    else:
+        hint = "JSON files are UTF-8 (RFC 8259): save it as UTF-8, e.g. iconv -f latin1 -t utf-8 in.json > out.json"
+    raise DatasetError(
+        f"cannot read {kind} file {path}: it is not UTF-8 text: line {line}, column {column} "
+        f"(byte {offset:,}) holds {sample.hex(' ')}",
+        hint=hint,
+    ) from cause
 
 
-def _read_parquet(session, path: Path) -> pa.Table:
-    return _duckdb_read(session, path, "read_parquet", "Parquet file")
+def _first_invalid_utf8(path: Path) -> tuple[int, int, int, bytes] | None:
+    """``(line, column, byte offset, bytes)`` of the first sequence that is not UTF-8, or None.
+    Lines and columns count from 1; the column counts bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, line_start = 0, 1, 0
+    with _open_text_bytes(path) as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = offset - pending + exc.start
+                before = chunk[: max(0, at - offset)]
+                line += before.count(b"\n")
+                if b"\n" in before:
+                    line_start = offset + before.rindex(b"\n") + 1
+                return line, at - line_start + 1, at, exc.object[exc.start:exc.end]
+            if not chunk:
+                return None
+            line += chunk.count(b"\n")
+            if b"\n" in chunk:
+                line_start = offset + chunk.rindex(b"\n") + 1
+            offset += len(chunk)
 
 
-def _read_json_file(session, path: Path) -> pa.Table:
-    return _duckdb_read(session, path, "read_json_auto", "JSON file", retry="sample_size=-1")
+def _open_text_bytes(path: Path):
+    """The file's bytes, decompressed when it is a .gz file (DuckDB reads those as they are)."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
-def _read_pickle(session, path: Path) -> pa.Table:
+def _read_pickle(path: Path) -> pa.Table:
     # A pickle runs code when read: COPY reads the user's own files, as the original did.
     import pandas as pd
 
@@ -173,7 +368,7 @@ def _read_pickle(session, path: Path) -> pa.Table:
 EXCEL_ENGINES = {".xlsx": "openpyxl", ".xlsm": "openpyxl", ".xls": "xlrd", ".xlsb": "pyxlsb"}
 
 
-def _read_excel(session, path: Path) -> pa.Table:
+def _read_excel(path: Path) -> pa.Table:
     import importlib.util
     import zipfile
 
@@ -296,7 +491,7 @@ def _first_line(exc: Exception) -> str:
 CLASS_NAMES = {"clip": "CLIPEn", "simclr": "SimCLR", "pytorch": "User_PyTorch"}
 MODEL_SCHEMA = pa.schema([
     ("name", pa.string()), ("class_name", pa.string()), ("last_updated_utc", pa.timestamp("s")),
-    ("arch", pa.string()), ("embedding_dim", pa.int32()),
+    ("arch", pa.string()), ("embedding_dim", pa.int32()), ("status", pa.string()),
 ])
 PRETRAINED_SCHEMA = pa.schema([
     ("name", pa.string()), ("class_name", pa.string()), ("last_updated_utc", pa.timestamp("s")),
@@ -330,23 +525,31 @@ def list_objects(session, step) -> pa.Table:
 
 
 def _list_tables(session) -> pa.Table:
-    rows = session.connection.execute(
-        "SELECT CASE WHEN schema_name = 'main' THEN table_name ELSE schema_name || '.' || table_name END "
-        "FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary AND NOT internal "
-        "ORDER BY schema_name <> 'main', schema_name, table_name"
-    ).fetchall()
+    with session.connect() as connection:
+        rows = connection.execute(
+            "SELECT CASE WHEN schema_name = 'main' THEN table_name ELSE schema_name || '.' || table_name END "
+            "FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary AND NOT internal "
+            "ORDER BY schema_name <> 'main', schema_name, table_name"
+        ).fetchall()
     return pa.table({"table_name": [r[0] for r in rows]}, schema=TABLE_SCHEMA)
 
 
 def _list_models(session) -> pa.Table:
-    infos = session.models.list()
+    """Every stored model; one whose model.json cannot be read is listed with its name and a
+    ``status`` saying what is wrong (DELETE MODEL removes it), the rest with status 'ok'."""
+    store = session.models
+    infos = {info.name: info for info in store.list()}
+    damaged = store.damaged()
+    names = sorted([*infos, *damaged])
+    rows = [infos.get(name) for name in names]
     return pa.table(
         {
-            "name": [i.name for i in infos],
-            "class_name": [CLASS_NAMES.get(i.family, i.family) for i in infos],
-            "last_updated_utc": [_utc(i.created) for i in infos],
-            "arch": [i.arch for i in infos],
-            "embedding_dim": [i.embedding_dim for i in infos],
+            "name": names,
+            "class_name": [CLASS_NAMES.get(i.family, i.family) if i else None for i in rows],
+            "last_updated_utc": [_utc(i.created) if i else None for i in rows],
+            "arch": [i.arch if i else None for i in rows],
+            "embedding_dim": [i.embedding_dim if i else None for i in rows],
+            "status": ["ok" if i else f"damaged: {damaged[name]}" for name, i in zip(names, rows)],
         },
         schema=MODEL_SCHEMA,
     )
