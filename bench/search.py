@@ -79,9 +79,10 @@ def make_table(session, rows: int, dim: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     matrix = rng.standard_normal((rows, dim), dtype=np.float32)
     column = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim)
-    session.connection.register("__bench_rows", pa.table({"id": np.arange(rows), "emb": column}))
-    session.execute(f"CREATE OR REPLACE TABLE t AS SELECT id, emb::FLOAT[{dim}] AS emb FROM __bench_rows")
-    session.connection.unregister("__bench_rows")
+    with session.connect() as connection:
+        connection.register("__bench_rows", pa.table({"id": np.arange(rows), "emb": column}))
+        connection.execute(f"CREATE OR REPLACE TABLE t AS SELECT id, emb::FLOAT[{dim}] AS emb FROM __bench_rows")
+        connection.unregister("__bench_rows")
     return matrix
 
 
@@ -114,8 +115,13 @@ def cold_query(session, query: np.ndarray) -> tuple[float, float, float]:
     start = time.perf_counter()
     similarity.search(session, "SELECT * FROM t", "emb", query, top_k=10)
     elapsed = (time.perf_counter() - start) * 1000
-    index = next(iter(session.cache[similarity.CACHE_KEY].values())).index
+    (index,) = session.caches.indexes.indexes()
     return elapsed, rss_mb("VmHWM") - before, index.nbytes / 2**20
+
+
+def duckdb_scan(session, sql: str, query: np.ndarray) -> list:
+    with session.connect() as connection:
+        return connection.execute(sql, [query.tolist()]).fetchall()
 
 
 def bench_top_k(session, reference: Reference, probes, dim: int, top_k: int, duckdb_repeats: int) -> dict:
@@ -129,13 +135,13 @@ def bench_top_k(session, reference: Reference, probes, dim: int, top_k: int, duc
         ours_ms += times
         numpy_ms += timed_blocks(lambda q: reference.top(q, top_k), probes)[0]
     sql = f"SELECT id FROM t ORDER BY array_cosine_similarity(emb, ?::FLOAT[{dim}]) DESC LIMIT {top_k}"
-    duck_ms, _ = timed(lambda: session.connection.execute(sql, [probes[0].tolist()]).fetchall(), duckdb_repeats)
+    duck_ms, _ = timed(lambda: duckdb_scan(session, sql, probes[0]), duckdb_repeats)
     # Ours must equal the exact answer; NumPy's and DuckDB's float32 scores may swap rows whose
     # cosines differ by less than their rounding, so of them the same rows are asked.
     exact, same_rows = True, True
     for query, ranking in zip(probes, rankings):
         ours = ranking.rows.column("id").to_pylist()
-        duck = [row[0] for row in session.connection.execute(sql, [query.tolist()]).fetchall()]
+        duck = [row[0] for row in duckdb_scan(session, sql, query)]
         exact &= ours == reference.exact_top(query, top_k)
         same_rows &= set(ours) == set(reference.top(query, top_k)) == set(duck)
     return {

@@ -1,4 +1,5 @@
-"""The tutorials end to end, offline: both notebooks in a real kernel, and the example scripts.
+"""The tutorials end to end, offline: both notebooks in real kernels at the same time in one
+workspace folder (as two notebooks open side by side), and the example scripts.
 
 Slow (they train models): marked `slow`, run by .ci/run. Notebooks whose metadata says
 {"thanosql": {"needs_network": true}} are the online versions and are skipped here.
@@ -7,11 +8,13 @@ Slow (they train models): marked `slow`, run by .ci/run. Notebooks whose metadat
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from thanosql.cli import main
 
@@ -26,15 +29,38 @@ def needs_network(path: Path) -> bool:
     return bool(nbformat.read(path, as_version=4).metadata.get("thanosql", {}).get("needs_network"))
 
 
-def run_notebook(path: Path, workspace: Path, monkeypatch) -> nbformat.NotebookNode:
-    """Execute ``path`` in a fresh kernel working in ``workspace``; return the executed notebook
-    with one extra cell at the end that printed the ``hits`` frame as JSON."""
-    monkeypatch.setenv("THANOSQL_WORKSPACE", str(workspace))
-    monkeypatch.setenv("THANOSQL_OFFLINE", "1")
-    book = nbformat.read(path, as_version=4)
-    book.cells.append(nbformat.v4.new_code_cell("print(hits.to_json(orient='records'))"))
-    NotebookClient(book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(workspace)}}).execute()
-    return book
+RUN_NOTEBOOK = """
+import sys
+import nbformat
+from nbclient import NotebookClient
+
+book = nbformat.read(sys.argv[1], as_version=4)
+book.cells.append(nbformat.v4.new_code_cell("print(hits.to_json(orient='records'))"))
+NotebookClient(book, timeout=900, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+nbformat.write(book, sys.argv[3])
+"""
+
+
+@pytest.fixture(scope="module")
+def side_by_side(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
+    """Both offline notebooks executed at the same time, each in a kernel of its own, in ONE
+    workspace folder (two notebooks open side by side in JupyterLab); each executed notebook has
+    one extra cell at the end that printed the ``hits`` frame as JSON. By name."""
+    workspace = tmp_path_factory.mktemp("shared_workspace")
+    env = {**os.environ, "THANOSQL_WORKSPACE": str(workspace), "THANOSQL_OFFLINE": "1"}
+    runs = {}
+    for name in ("search_image_by_image", "search_image_by_text"):
+        executed = workspace.parent / f"{name}.executed.ipynb"
+        command = [sys.executable, "-c", RUN_NOTEBOOK, str(ROOT / "notebooks" / f"{name}.ipynb"), str(workspace),
+                   str(executed)]
+        runs[name] = (subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+                      executed)
+    books = {}
+    for name, (process, executed) in runs.items():
+        output, _ = process.communicate(timeout=1800)
+        assert process.returncode == 0, output[-4000:]
+        books[name] = nbformat.read(executed, as_version=4)
+    return books
 
 
 def printed(cell) -> str:
@@ -62,8 +88,16 @@ def test_notebooks_are_stored_without_outputs():
         assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code"), path.name
 
 
-def test_search_image_by_image_notebook_finds_eights_for_the_eight(tmp_path, monkeypatch):
-    book = run_notebook(ROOT / "notebooks" / "search_image_by_image.ipynb", tmp_path, monkeypatch)
+def test_the_two_notebooks_run_side_by_side_in_one_folder_without_a_traceback(side_by_side):
+    for name, book in side_by_side.items():
+        for cell in book.cells:
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") + "".join(out.get("traceback", [])) + out.get("ename", "")
+                assert out.output_type != "error" and "Traceback" not in text, (name, text[-2000:])
+
+
+def test_search_image_by_image_notebook_finds_eights_for_the_eight(side_by_side):
+    book = side_by_side["search_image_by_image"]
     hits = json.loads(printed(book.cells[-1]))
     labels = [row["label"] for row in hits]
     # The query image itself comes first, and 8s lead its neighbours: by chance 0.4 of the next 4
@@ -74,8 +108,8 @@ def test_search_image_by_image_notebook_finds_eights_for_the_eight(tmp_path, mon
     assert shown_images(book) >= 1
 
 
-def test_search_image_by_text_notebook_finds_the_captioned_pictures(tmp_path, monkeypatch):
-    book = run_notebook(ROOT / "notebooks" / "search_image_by_text.ipynb", tmp_path, monkeypatch)
+def test_search_image_by_text_notebook_finds_the_captioned_pictures(side_by_side):
+    book = side_by_side["search_image_by_text"]
     hits = json.loads(printed(book.cells[-1]))
     captions = [row["ai_description"] for row in hits]
     # Held-apart pictures: the model never saw them or their captions in training. Red pictures
