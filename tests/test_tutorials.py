@@ -47,7 +47,9 @@ def side_by_side(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     workspace folder (two notebooks open side by side in JupyterLab); each executed notebook has
     one extra cell at the end that printed the ``hits`` frame as JSON. By name."""
     workspace = tmp_path_factory.mktemp("shared_workspace")
-    env = {**os.environ, "THANOSQL_WORKSPACE": str(workspace), "THANOSQL_OFFLINE": "1"}
+    # One compute thread each: two kernels of two threads on two cores would fight for them
+    # (training threads that fight slow down several times; a busy machine is issue 13's matter).
+    env = {**os.environ, "THANOSQL_WORKSPACE": str(workspace), "THANOSQL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     runs = {}
     for name in ("search_image_by_image", "search_image_by_text"):
         executed = workspace.parent / f"{name}.executed.ipynb"
