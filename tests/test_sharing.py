@@ -45,6 +45,25 @@ def finish(process: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
+def hold_database(workspace: Path, seconds: float, then: str = "") -> subprocess.Popen:
+    """A plain DuckDB process holding the workspace database for ``seconds`` (then running the
+    SQL ``then``), started and holding when this returns."""
+    holder = python(
+        """
+        import duckdb, sys, time
+        connection = duckdb.connect(sys.argv[1])
+        print("holding", flush=True)
+        time.sleep(float(sys.argv[2]))
+        if sys.argv[3]:
+            connection.execute(sys.argv[3])
+        connection.close()
+        """,
+        str(workspace / "thanosql.duckdb"), str(seconds), then,
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
 def cli(workspace: Path, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "thanosql.cli", "-w", str(workspace), "--quiet", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -88,18 +107,7 @@ def test_two_writer_processes_interleave_100_inserts_each_without_losing_any(ses
 
 
 def test_a_statement_waits_for_a_process_that_holds_the_database_and_says_so_once(workspace, notices):
-    holder = python(
-        """
-        import duckdb, sys, time
-        connection = duckdb.connect(sys.argv[1])
-        print("holding", flush=True)
-        time.sleep(2.5)
-        connection.execute("CREATE TABLE written_by_holder AS SELECT 1 AS x")
-        connection.close()
-        """,
-        str(workspace / "thanosql.duckdb"),
-    )
-    assert holder.stdout.readline().strip() == "holding"
+    holder = hold_database(workspace, 2.5, then="CREATE TABLE written_by_holder AS SELECT 1 AS x")
     with thanosql.connect(workspace, progress=False, notify=notices.append) as session:
         frame = session.execute("SELECT count(*) AS n FROM written_by_holder")
     finish(holder)
@@ -109,17 +117,8 @@ def test_a_statement_waits_for_a_process_that_holds_the_database_and_says_so_onc
 
 
 def test_a_database_held_past_the_timeout_is_a_thanosql_error_naming_the_holder(workspace):
-    holder = python(
-        """
-        import duckdb, sys, time
-        connection = duckdb.connect(sys.argv[1])
-        print("holding", flush=True)
-        time.sleep(60)
-        """,
-        str(workspace / "thanosql.duckdb"),
-    )
+    holder = hold_database(workspace, seconds=60)
     try:
-        assert holder.stdout.readline().strip() == "holding"
         with thanosql.connect(workspace, lock_timeout=0.5, notify=lambda _: None) as session:
             with pytest.raises(DatabaseBusy) as caught:
                 session.execute("SELECT 1")
@@ -130,17 +129,8 @@ def test_a_database_held_past_the_timeout_is_a_thanosql_error_naming_the_holder(
 
 
 def test_the_command_line_waits_for_a_busy_workspace_without_a_traceback(workspace):
-    holder = python(
-        """
-        import duckdb, sys, time
-        connection = duckdb.connect(sys.argv[1])
-        print("holding", flush=True)
-        time.sleep(60)
-        """,
-        str(workspace / "thanosql.duckdb"),
-    )
+    holder = hold_database(workspace, seconds=60)
     try:
-        assert holder.stdout.readline().strip() == "holding"
         shown = subprocess.run(
             [sys.executable, "-m", "thanosql.cli", "-w", str(workspace), "-e", "SELECT 1"],
             capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
@@ -383,3 +373,24 @@ def test_four_threads_convert_and_search_with_one_model_as_one_thread_would(sess
             np.testing.assert_allclose(np.stack(converted["convert_result"]), np.stack(alone[k][0]["convert_result"]),
                                        atol=1e-5)
             assert found["image_path"].tolist() == alone[k][1]["image_path"].tolist()
+
+
+def test_a_script_that_never_closes_its_session_exits_cleanly_and_frees_the_database(workspace):
+    script = python(
+        """
+        import sys, thanosql
+        session = thanosql.connect(sys.argv[1], notify=lambda _: None)
+        session.execute("CREATE TABLE t AS SELECT 1 AS x")
+        print(session.describe("SELECT * FROM t").columns)
+        """,
+        str(workspace),
+    )
+    out, err = finish(script)
+    assert out.strip() == "['x']" and err == ""  # no warnings from DuckDB's bindings at exit
+    finish(python(
+        """
+        import duckdb, sys
+        assert duckdb.connect(sys.argv[1]).execute("SELECT x FROM t").fetchall() == [(1,)]
+        """,
+        str(workspace / "thanosql.duckdb"),
+    ))

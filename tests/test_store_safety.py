@@ -264,7 +264,7 @@ def test_an_upload_on_a_full_disk_says_so_and_keeps_the_old_model(small_disk, ch
         session.execute("UPLOAD MODEL m OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
         before = (session.model_dir / "m" / "model.json").read_text()
         fill(small_disk, leave=checkpoint.stat().st_size // 3)
-        with pytest.raises(DiskFullError, match="the disk is full: saving model 'm' failed") as caught:
+        with pytest.raises(DiskFullError, match="the disk is full: writing model 'm' failed") as caught:
             session.execute("UPLOAD MODEL m OPTIONS (model_config='tiny_clip.json', overwrite=True) FROM 'tiny.pt'")
         assert "DELETE MODEL" in caught.value.hint
         assert (session.model_dir / "m" / "model.json").read_text() == before

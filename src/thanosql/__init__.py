@@ -7,8 +7,13 @@ Modules, in the order they depend on each other:
   parser      parse(source) -> list of statements (plain SQL kept as a slice of the text)
   options     OPTIONS each statement takes (names, defaults, legacy aliases)
   planner     statement -> Plan (steps for extension statements, SQL over their results)
-  session     Session: one DuckDB connection on a workspace; runs plans, calls handlers
-  transfer    streamed, hashed HTTP downloads and atomic folder swaps
+  disk        a full disk as a clear error; free space checked before long jobs
+  stores      named folders (models, datasets): names that stay names, atomic replacement
+              seen by every process, recovery after a kill
+  database    the workspace database, opened per use and shared by processes and threads
+  caches      what a session keeps between statements (models, query embeddings, indexes)
+  session     Session: a workspace's database, stores and caches; runs plans, calls handlers
+  transfer    streamed, hashed HTTP downloads
   quantised   embeddings as int8 codes, and the kernels that multiply codes with a query
   similarity  exact top-k cosine search over a cached, quantised index of a table's column
   statements  handlers of the extension statements (data, models, convert, search, ...)

@@ -34,11 +34,13 @@ used by two threads at once. So a ``Database`` never keeps the file open between
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import re
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -105,6 +107,7 @@ class Database:
         self._park_lock = threading.Lock()
         self._releaser: threading.Thread | None = None
         self._waiting_file = self.path.with_name(self.path.name + WAITING_SUFFIX)
+        _open_databases.add(self)
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -329,6 +332,17 @@ def _holds_state(connection: duckdb.DuckDBPyConnection) -> bool:
         "+ (SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal)"
     ).fetchall()
     return bool(rows and rows[0][0])
+
+
+# Every Database of this process, so that what they keep open is closed at exit (DuckDB then
+# checkpoints, and its bindings do not report the connections as leaked).
+_open_databases: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for database in list(_open_databases):
+        database.close()
 
 
 _instance_locks: dict[str, threading.Lock] = {}

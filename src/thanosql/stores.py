@@ -172,7 +172,8 @@ class FolderStore:
             raise
         try:
             yield folder
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            # RuntimeError: torch.save reports a full disk from its zip writer ("unexpected pos").
             if not is_disk_full(exc, self.root):
                 raise
             shutil.rmtree(folder, ignore_errors=True)  # first, so the error tells the room left

@@ -10,14 +10,12 @@ damaged and can be deleted. No torch here: listing and metadata stay cheap.
 from __future__ import annotations
 
 import json
-import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..disk import disk_error, is_disk_full
 from ..errors import ModelError, Span, choices_hint
 from ..stores import FolderStore
 
@@ -134,15 +132,8 @@ class ModelStore:
         KeyboardInterrupt included, the folder is removed and the earlier model stays.
         """
         self.check_writable(name, overwrite=overwrite, span=span)
-        with self.folders.staging(name, span) as staging:
-            try:
-                yield staging
-            except Exception as exc:
-                # torch.save reports a full disk as a RuntimeError from its zip writer.
-                if not is_disk_full(exc, self.root):
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)  # first, so the error tells the room left
-                raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
+        with self.folders.staging(name, span) as staging:  # a full disk: stores.DiskFullError
+            yield staging
             info = ModelInfo(
                 name=name,
                 family=family,
@@ -152,12 +143,7 @@ class ModelStore:
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 source=source,
             )
-            try:
-                (staging / METADATA_FILE).write_text(info.to_json(), encoding="utf-8")
-            except OSError as exc:
-                if is_disk_full(exc, self.root):
-                    raise disk_error(exc, f"saving model '{name}'", self.root, span) from exc
-                raise
+            (staging / METADATA_FILE).write_text(info.to_json(), encoding="utf-8")
             self.folders.put(staging, name)
 
     def check_writable(self, name: str, *, overwrite: bool, span: Span | None = None) -> None:
