@@ -3,7 +3,7 @@
     PYTHONPATH=src python bench/search.py [--sizes 25000 100000 1000000] [--dim 512] [--queries 7]
 
 For each size, random float32 rows go into a DuckDB table (FLOAT[dim]); then, for the same
-queries: thanosql.similarity.search over ``SELECT * FROM t`` (cold: first query, index build
+queries: thanosql.search.search over ``SELECT * FROM t`` (cold: first query, index build
 included; warm: median over 3 rounds of the queries, full rows fetched), NumPy (normalised matrix already in
 memory, matrix x query + argpartition: the fair reference) and DuckDB
 (``ORDER BY array_cosine_similarity(...) DESC LIMIT k``). Prints ms per query, the ratios, the
@@ -25,7 +25,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import thanosql  # noqa: E402
-from thanosql import similarity  # noqa: E402
+from thanosql import search  # noqa: E402
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -103,17 +103,17 @@ class Reference:
         """The answer by definition: a float32 shortlist, then float64 cosines of the stored rows."""
         scores = self.normalised @ (query / np.linalg.norm(query))
         shortlist = np.sort(np.argpartition(-scores, top_k + 64)[: top_k + 64])
-        exact = similarity.exact_scores(self.matrix[shortlist], np.ones(len(shortlist), bool), query)
-        return shortlist[similarity.rank(exact, top_k)].tolist()
+        exact = search.exact_scores(self.matrix[shortlist], np.ones(len(shortlist), bool), query)
+        return shortlist[search.rank(exact, top_k)].tolist()
 
 
 def cold_query(session, query: np.ndarray) -> tuple[float, float, float]:
     """(ms, peak MB added, index MB) of the first search, which builds the index."""
-    similarity.clear(session)
+    search.clear(session)
     reset_peak()
     before = rss_mb()
     start = time.perf_counter()
-    similarity.search(session, "SELECT * FROM t", "emb", query, top_k=10)
+    search.search(session, "SELECT * FROM t", "emb", query, top_k=10)
     elapsed = (time.perf_counter() - start) * 1000
     (index,) = session.caches.indexes.indexes()
     return elapsed, rss_mb("VmHWM") - before, index.nbytes / 2**20
@@ -130,7 +130,7 @@ def bench_top_k(session, reference: Reference, probes, dim: int, top_k: int, duc
     ours_ms, numpy_ms = [], []
     for _ in range(ROUNDS):
         times, rankings = timed_blocks(
-            lambda q: similarity.search(session, "SELECT * FROM t", "emb", q, top_k=top_k), probes
+            lambda q: search.search(session, "SELECT * FROM t", "emb", q, top_k=top_k), probes
         )
         ours_ms += times
         numpy_ms += timed_blocks(lambda q: reference.top(q, top_k), probes)[0]
@@ -165,7 +165,7 @@ def bench_size(session, rows: int, dim: int, queries: int, top_ks, duckdb_repeat
         result.update(rows=rows, top_k=top_k, cold_ms=cold_ms, build_peak_mb=build_mb, index_mb=index_mb,
                       numpy_mb=reference.normalised.nbytes / 2**20)
         results.append(result)
-    similarity.clear(session)
+    search.clear(session)
     return results
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from thanosql.options import BUILD_ALGORITHMS, OPTIONS, reference_markdown
-from thanosql.parser import STATEMENT_KEYWORDS
+from thanosql import nodes
+from thanosql.nodes import BUILD_ALGORITHMS, OPTIONS
+from thanosql.options import reference_markdown
+from thanosql.parser import STATEMENT_KEYWORDS, TABLE_KEYWORDS, Parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -49,3 +51,50 @@ def test_every_option_has_a_meaning_in_the_reference():
         if not spec.doc and not spec.choices
     ]
     assert not undocumented
+
+
+# ---------------------------------------------------------------------- the statement registry
+
+
+@pytest.mark.parametrize("record", nodes.STATEMENTS, ids=lambda record: record.node.__name__)
+def test_every_statement_has_a_handler_or_says_it_is_not_supported(record):
+    import importlib
+
+    assert (record.handler is None) != (record.unsupported is None)
+    if record.handler is not None:
+        module, function = record.handler.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+    assert callable(getattr(Parser, record.parse))
+    assert record.keyword in README or record.unsupported
+
+
+def test_the_parsers_keyword_tables_come_from_the_statement_registry():
+    records = nodes.STATEMENTS
+    assert Parser.STATEMENT_PARSERS == {record.keyword: record.parse for record in records}
+    assert STATEMENT_KEYWORDS == tuple(dict.fromkeys(record.keyword for record in records))
+    assert TABLE_KEYWORDS == tuple(dict.fromkeys(record.keyword for record in records if record.rows))
+    assert Parser.KEYWORDS == {"TRUE", "FALSE", "NONE"}.union(*(record.keywords for record in records))
+    assert Parser.SECOND_WORDS == {r.keyword: r.second_words for r in records if r.second_words is not None}
+    assert nodes.TABLE_STATEMENTS == tuple(record.node for record in records if record.rows)
+
+
+def test_statements_that_share_a_keyword_are_parsed_alike():
+    by_keyword = {}
+    for record in nodes.STATEMENTS:
+        by_keyword.setdefault(record.keyword, set()).add((record.parse, record.second_words))
+    assert all(len(forms) == 1 for forms in by_keyword.values())
+
+
+def test_every_node_class_has_one_record():
+    import dataclasses
+    import typing
+
+    statements = set(typing.get_args(nodes.Statement)) - {nodes.PassThrough}
+    assert statements == {record.node for record in nodes.STATEMENTS}
+    assert len(nodes.STATEMENTS) == len(statements)
+    parts = {nodes.Option, nodes.Nested, nodes.PassThrough, nodes.InlineInput, nodes.OptionTable, nodes.StatementRecord}
+    defined = {
+        value for value in vars(nodes).values()
+        if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == nodes.__name__
+    }
+    assert defined - parts == statements

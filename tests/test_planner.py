@@ -87,12 +87,12 @@ def test_get_model_as_alias_means_model_name():
 def test_inline_search_input_is_unsorted_and_keeps_every_row():
     (step,) = plan_of("SEARCH IMAGE image='q.jpg' USING m OPTIONS (emb_col='e') AS SELECT * FROM t").steps
     assert (step.options["search_by"], step.options["search_input"]) == ("image", "q.jpg")
-    assert step.options["sort"] is False and step.options["top_k"] is None
+    assert step.sort is False and step.options["top_k"] is None
 
 
 def test_search_by_form_is_sorted_with_top_k_1000_by_default():
     (step,) = plan_of("SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x') AS SELECT * FROM t").steps
-    assert step.options["sort"] is True and step.options["top_k"] == 1000
+    assert step.sort is True and step.options["top_k"] == 1000
 
 
 def test_search_input_type_is_the_older_spelling_of_search_by():
@@ -139,3 +139,50 @@ def test_plan_errors_point_at_the_option_in_the_cell():
     error.source = text
     assert (error.line, error.column) == (2, 25)
     assert error.render().splitlines()[2] == " " * 24 + "^" * 6
+
+
+def test_a_step_carries_the_options_written_and_where_as_fields():
+    text = "CONVERT USING m OPTIONS (column_name='emb', batch_size=8) AS SELECT * FROM t"
+    (step,) = plan_of(text).steps
+    assert step.given == frozenset({"result_col", "batch_size"})
+    assert set(step.spans) == {"result_col", "batch_size"}
+    assert text[step.spans["batch_size"].start : step.spans["batch_size"].end] == "batch_size=8"
+    # Nothing but options in the options dict: no _given, _spans or sort smuggled in.
+    assert all(not name.startswith("_") for name in step.options) and "sort" not in step.options
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=0) AS SELECT * FROM t", "max_epochs must be at least 1, not 0"),
+        ("BUILD MODEL m USING CLIP OPTIONS (batch_size=1) AS SELECT * FROM t", "batch_size must be at least 2, not 1"),
+        ("FIT MODEL n USING m OPTIONS (min_scale=1.5) AS SELECT * FROM t", "min_scale must be above 0 and at most 1, not 1.5"),
+        ("BUILD MODEL m USING SimCLR OPTIONS (temperature=0) AS SELECT * FROM t", "temperature must be above 0, not 0"),
+        ("CONVERT USING m OPTIONS (num_workers=-1) AS SELECT * FROM t", "num_workers must be at least 0, not -1"),
+        ("SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x', top_k=0) AS SELECT * FROM t",
+         "top_k must be a positive number of rows, not 0"),
+        ("PRINT IMAGE OPTIONS (limit=-1) AS SELECT * FROM t", "limit must be 0 or more rows, not -1"),
+        ("UPLOAD MODEL m OPTIONS (framework='pytorch', input_size=-3) FROM 'm.pt'", "input_size must be a positive number of pixels"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_by_the_planner_before_any_handler_runs(text, message):
+    # plan() alone: no session, no database, no handler.
+    with pytest.raises(PlanError) as caught:
+        plan_of(text)
+    assert caught.value.message == message
+    option = message.split()[0]
+    span = caught.value.span
+    assert text[span.start : span.end].startswith(option + "=")
+
+
+def test_top_k_out_of_range_keeps_its_hint():
+    with pytest.raises(PlanError) as caught:
+        plan_of("SEARCH TEXT USING m OPTIONS (search_by='text', search_input='x', top_k=-2) AS SELECT * FROM t")
+    assert caught.value.hint == "top_k=None keeps every row"
+
+
+def test_numbers_in_range_and_none_pass_the_planner():
+    (step,) = plan_of("SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x', top_k=None) AS SELECT 1").steps
+    assert step.options["top_k"] is None
+    (step,) = plan_of("BUILD MODEL m USING SimCLR OPTIONS (rotation=180, min_scale=1, num_workers=0) AS SELECT 1").steps
+    assert (step.options["rotation"], step.options["min_scale"], step.options["num_workers"]) == (180, 1, 0)

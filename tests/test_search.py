@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import thanosql
-from thanosql import ModelError, PlanError, similarity
+from thanosql import ModelError, PlanError
 from thanosql.display import ImageGrid
+from thanosql.search import exact
 from seeds import SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 from tiny_clip import reference_text_embeddings, save_tiny_checkpoint
 
@@ -166,8 +167,8 @@ def embeddings(session, table, column="convert_result"):
 
 
 def expected_order(matrix, query, top_k=None):
-    scores = similarity.exact_scores(matrix, np.ones(len(matrix), bool), query)
-    return similarity.rank(scores, top_k), scores
+    scores = exact.exact_scores(matrix, np.ones(len(matrix), bool), query)
+    return exact.rank(scores, top_k), scores
 
 
 def text_vector(session, model, text):

@@ -23,7 +23,7 @@ import pytest
 import thanosql
 from thanosql import ThanoSQLError
 from thanosql.database import LINGER_S, DatabaseBusy
-from thanosql.similarity import search
+from thanosql.search import search
 
 CHILD_TIMEOUT_S = 120
 

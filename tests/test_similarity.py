@@ -1,4 +1,4 @@
-"""The search engine (thanosql.similarity) against a float64 brute force: exact rows and order,
+"""The search engine (thanosql.search) against a float64 brute force: exact rows and order,
 ties, rows without embeddings, WHERE filters, the plain-scan recognition, and the index cache
 staying right when the table changes."""
 
@@ -8,9 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from thanosql import PlanError, quantised, similarity
-from thanosql.quantised import PackedCodes, int8_matvec, int8_matvec_float, quantise
-from thanosql.similarity import CompactIndex, exact_scores, rank, recognise_scan, search, to_matrix
+from thanosql import PlanError
+from thanosql.search import kernels
+from thanosql.search.codes import quantise
+from thanosql.search.engine import search
+from thanosql.search.exact import exact_scores, rank, to_matrix
+from thanosql.search.index import CompactIndex, _above_kth
+from thanosql.search.kernels import PackedCodes, int8_matvec, int8_matvec_float
+from thanosql.search.scan import recognise_scan
 
 
 def brute_force(matrix, present, query, top_k=None, keep=None):
@@ -150,7 +155,7 @@ def test_first_level_products_stay_within_their_stated_error(dim):
     codes = rng.integers(-127, 128, (3000, dim), dtype=np.int8)
     codes[:10] = 127  # the extremes
     for query in (rng.standard_normal(dim), np.eye(dim)[0], np.ones(dim)):
-        products, query_error, relative_error = quantised.first_level_products(codes, query)
+        products, query_error, relative_error = kernels.first_level_products(codes, query)
         unit = query / np.linalg.norm(query)
         exact = codes.astype(np.float64) @ unit
         norms = np.linalg.norm(codes.astype(np.float64), axis=1)
@@ -180,7 +185,7 @@ def test_packed_products_stay_within_their_stated_error(dim):
     assert packed.bounds == [(0, 1000), (1000, 2000), (2000, 3000)]
     norms = np.linalg.norm(codes.astype(np.float64), axis=1)
     for query in (rng.standard_normal(dim), np.eye(dim)[0], np.ones(dim), -np.ones(dim), rng.uniform(0, 1, dim)):
-        products, query_error, relative_error = quantised.first_level_products(codes, query, packed)
+        products, query_error, relative_error = kernels.first_level_products(codes, query, packed)
         exact = codes.astype(np.float64) @ (query / np.linalg.norm(query))
         assert np.all(np.abs(exact - products) <= norms * query_error + np.abs(products) * relative_error)
         assert query_error < 0.03  # a 7-bit grid: far tighter than the codes' own residual allows
@@ -204,8 +209,8 @@ def test_packing_chunk_by_chunk_while_rows_arrive_gives_the_same_products():
 
 
 def test_the_bfloat16_kernel_is_never_used_where_its_loop_would_read_past_a_row():
-    assert not quantised._bf16_kernel_fits(24)
-    assert not quantised._bf16_kernel_fits(1000)
+    assert not kernels._bf16_kernel_fits(24)
+    assert not kernels._bf16_kernel_fits(1000)
 
 
 def test_int8_product_is_exact_on_both_paths():
@@ -256,7 +261,7 @@ def test_kth_bound_selection_equals_a_full_sort():
         upper = lower + rng.uniform(0, 0.3, count).astype(np.float32)
         threshold = np.sort(lower)[::-1][min(top_k, count) - 1]
         expected = np.flatnonzero(upper >= threshold)
-        assert np.array_equal(similarity._above_kth(lower, upper, top_k), expected)
+        assert np.array_equal(_above_kth(lower, upper, top_k), expected)
 
 
 # -- recognising a plain scan ------------------------------------------------------------------

@@ -3,9 +3,10 @@
 Modules, in the order they depend on each other:
   errors      ThanoSQLError and its kinds; spans and caret rendering
   tokens      tokenize(source) -> tokens with spans
-  nodes       the statements, as frozen dataclasses
+  options     OPTIONS each statement takes (names, defaults, ranges, legacy spellings)
+  nodes       the statements, as frozen dataclasses, and STATEMENTS: one record per statement
+              (keywords, node, parse method, OPTIONS tables, handler or 'not supported')
   parser      parse(source) -> list of statements (plain SQL kept as a slice of the text)
-  options     OPTIONS each statement takes (names, defaults, legacy aliases)
   planner     statement -> Plan (steps for extension statements, SQL over their results)
   disk        a full disk as a clear error; free space checked before long jobs
   stores      named folders (models, datasets): names that stay names, atomic replacement
@@ -14,8 +15,8 @@ Modules, in the order they depend on each other:
   caches      what a session keeps between statements (models, query embeddings, indexes)
   session     Session: a workspace's database, stores and caches; runs plans, calls handlers
   transfer    streamed, hashed HTTP downloads
-  quantised   embeddings as int8 codes, and the kernels that multiply codes with a query
-  similarity  exact top-k cosine search over a cached, quantised index of a table's column
+  search      exact top-k cosine search over a cached index of a table's column, in int8 codes
+              (exact scores, codes, kernels, index, plain-scan recognition, the cached engine)
   statements  handlers of the extension statements (data, models, convert, search, ...)
   datasets    dataset manifest, checksummed downloads, built-in generated datasets
   models      model store, CLIP (open_clip) and SimCLR (lightly) adapters, weights,

@@ -7,7 +7,7 @@ when an entry is no longer true. Every cache is safe to use from several threads
 - ``QueryEmbeddings``: SEARCH inputs already embedded, by model and input (an image by path,
   size and modification time); an entry holds while its model's adapter is the one loaded.
 - ``IndexCache``: search indexes by table and column, with the database change token and the
-  table fingerprint they were last known current at (similarity.py decides with them).
+  table fingerprint they were last known current at (search/engine.py decides with them).
 - ``LRU``: the plain bounded map the others are built on (also the parsed-scan cache).
 """
 

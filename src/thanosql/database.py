@@ -15,6 +15,9 @@ used by two threads at once. So a ``Database`` never keeps the file open between
   touches ``thanosql.duckdb.waiting`` beside it, and the holder then lets go at once if idle, or
   after its current statement once it has held the file for ``QUANTUM_S``: two busy processes
   take turns in slices instead of paying an open per statement.
+* Besides DuckDB's own lock (an fcntl lock, which POSIX drops when the process closes any other
+  descriptor of the file), a process holds an flock on ``thanosql.duckdb.lock`` while it has the
+  file open, with its PID written in it: two thanosql processes never have the file open at once.
 * When another process holds the lock, ``connect`` waits, polling with a growing sleep; after
   ``WAIT_NOTICE_S`` it says once what it waits for ("waiting for the workspace database, held
   by PID n (command)"), and after ``lock_timeout`` seconds it raises ``DatabaseBusy`` naming the
@@ -41,6 +44,11 @@ import re
 import threading
 import time
 import weakref
+
+try:  # POSIX; elsewhere DuckDB's own lock is the only one
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -68,6 +76,8 @@ YIELD_S = 0.03
 RELEASE_POLL_S = 0.05
 # Beside the database: touched by a process waiting for it (the holder lets go when it sees it).
 WAITING_SUFFIX = ".waiting"
+# Beside the database: flocked by the process that has it open (see _connect_guarded).
+GUARD_SUFFIX = ".lock"
 _LOCK_WORDS = "Could not set lock on file"
 _HOLDER = re.compile(r"\(PID (\d+)\)")
 # Statement types whose effect lives on the connection: replayed on each new one.
@@ -239,10 +249,10 @@ class Database:
         while True:
             try:
                 with _instances(self.path):
-                    connection = duckdb.connect(str(self.path))
+                    connection = _connect_guarded(self.path)
                 self._opened_ns = time.time_ns()
                 break
-            except duckdb.IOException as exc:
+            except (duckdb.IOException, _Held) as exc:
                 if _LOCK_WORDS not in str(exc):
                     raise ExecutionError(f"cannot open the workspace database {self.path}: {exc}") from exc
                 waited = time.monotonic() - started
@@ -357,12 +367,63 @@ def _instances(path: Path) -> threading.Lock:
         return _instance_locks.setdefault(str(path), threading.Lock())
 
 
+class _Held(Exception):
+    """Another process holds the guard of the database (its message reads like DuckDB's)."""
+
+
+# Per database file: this process's open connections and the guard file it holds meanwhile.
+_guards: dict[str, list] = {}
+
+
+def _connect_guarded(path: Path) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` under this process's guard on ``<file>.lock``, taken with the first
+    connection and kept until the last one closes. DuckDB's own lock is an fcntl lock, which a
+    process loses when it closes *any* descriptor of the file (POSIX), for instance when an
+    instance that outlived its close (a result still referenced) is finally freed; the guard is an
+    flock, which only its own descriptor releases. Call with ``_instances(path)`` held."""
+    key = str(path)
+    entry = _guards.setdefault(key, [0, None])
+    if entry[0] == 0 and fcntl is not None:
+        guard = open(key + GUARD_SUFFIX, "a+")
+        try:
+            fcntl.flock(guard.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            guard.seek(0)
+            holder = guard.read().strip()
+            guard.close()
+            raise _Held(f'{_LOCK_WORDS} "{key}": Conflicting lock is held (PID {holder or "?"})') from None
+        guard.seek(0)
+        guard.truncate()
+        guard.write(str(os.getpid()))
+        guard.flush()
+        entry[1] = guard
+    try:
+        connection = duckdb.connect(key)
+    except BaseException:
+        if entry[0] == 0:
+            _release_guard(entry)
+        raise
+    entry[0] += 1
+    return connection
+
+
+def _release_guard(entry: list) -> None:
+    if entry[1] is not None:
+        entry[1].close()
+        entry[1] = None
+
+
 def _close(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     with _instances(path):
         try:
             connection.close()
         except duckdb.Error:
             pass
+        entry = _guards.get(str(path))
+        if entry is not None and entry[0] > 0:
+            entry[0] -= 1
+            if entry[0] == 0:
+                _release_guard(entry)
 
 
 def describe_holder(message: str) -> str:

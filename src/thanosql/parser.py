@@ -13,6 +13,7 @@ from typing import Callable, Union
 
 from . import nodes
 from .errors import Span, ThanoSQLSyntaxError, choices_hint, closest, span_at
+from .nodes import INLINE_INPUTS, PREPROCESS_MEDIA, PRINT_MEDIA, SEARCH_MEDIA
 from .tokens import Token, TokenType, tokenize
 
 
@@ -25,13 +26,9 @@ def parse(source: str) -> list[nodes.Statement]:
     return Parser(source).parse()
 
 
-SEARCH_MEDIA = ("IMAGE", "TEXT", "VIDEO", "AUDIO", "KEYWORD")
-PRINT_MEDIA = ("IMAGE", "AUDIO", "VIDEO")
-PREPROCESS_MEDIA = ("TEXT", "IMAGE", "AUDIO", "VIDEO")
-INLINE_INPUTS = ("IMAGE", "IMAGES", "TEXT", "TEXTS")
 LIST_CHOICES = ("MODEL", "TABLE", "THANOSQL MODEL", "THANOSQL DATASET")
 # The keywords of nodes.TABLE_STATEMENTS: statements that return rows and so may be nested.
-TABLE_KEYWORDS = ("CONVERT", "SEARCH", "PREDICT", "EVALUATE", "GENERATE", "FUNCTION", "LIST")
+TABLE_KEYWORDS = tuple(dict.fromkeys(record.keyword for record in nodes.STATEMENTS if record.rows))
 # Deep enough for any real query (the docs go to five levels), shallow enough for Python's stack.
 MAX_DEPTH = 50
 
@@ -50,54 +47,23 @@ Expected = Union[TokenType, str, tuple, Callable[[Token], bool]]
 class Parser:
     """Recursive descent over the tokens of one cell; one ``_parse_<rule>`` method per rule."""
 
-    # Every word the extension grammar reads. Words stay identifiers in the token list; the
-    # parser compares them upper-cased, so keywords are case-insensitive.
-    KEYWORDS = frozenset(
-        {
-            "AS", "AUDIO", "BUILD", "CONVERT", "COPY", "DATASET", "DELETE", "EVALUATE", "FALSE",
-            "FIT", "FROM", "FUNCTION", "GENERATE", "GET", "IMAGE", "IMAGES", "KEYWORD", "LIST",
-            "MODEL", "NONE", "OPTIONS", "PREDICT", "PREPROCESS", "PRINT", "SEARCH", "TABLE",
-            "TEXT", "TEXTS", "THANOSQL", "TRANSFORM", "TRUE", "UPLOAD", "USING", "VIDEO",
-        }
+    # Every word the extension grammar reads: the literal words of values, and each statement's
+    # keywords (nodes.STATEMENTS). Words stay identifiers in the token list; the parser compares
+    # them upper-cased, so keywords are case-insensitive.
+    KEYWORDS = frozenset({"TRUE", "FALSE", "NONE"}).union(
+        *(record.keywords for record in nodes.STATEMENTS)
     )
     # Keywords that can follow a name, so they cannot be one (quote them to use them).
     NOT_A_NAME = frozenset({"AS", "FROM", "OPTIONS", "USING"})
 
-    STATEMENT_PARSERS = {
-        "GET": lambda self: self._parse_get(),
-        "COPY": lambda self: self._parse_copy(),
-        "BUILD": lambda self: self._parse_build(),
-        "FIT": lambda self: self._parse_fit(),
-        "UPLOAD": lambda self: self._parse_upload(),
-        "DELETE": lambda self: self._parse_delete(),
-        "CONVERT": lambda self: self._parse_convert(),
-        "SEARCH": lambda self: self._parse_search(),
-        "PRINT": lambda self: self._parse_print(),
-        "PREDICT": lambda self: self._parse_predict(),
-        "EVALUATE": lambda self: self._parse_evaluate(),
-        "GENERATE": lambda self: self._parse_generate(),
-        "FUNCTION": lambda self: self._parse_function(),
-        "LIST": lambda self: self._parse_list(),
-        "TRANSFORM": lambda self: self._parse_transform(),
-        "PREPROCESS": lambda self: self._parse_preprocess(),
-    }
+    # Statement keyword -> the name of the method that parses it (nodes.STATEMENTS names them).
+    STATEMENT_PARSERS = {record.keyword: record.parse for record in nodes.STATEMENTS}
 
     # The word that must follow a statement keyword for "(KEYWORD ..." to count as that statement
     # and not as SQL (`list(x)`, a column named `search`). SEARCH, FUNCTION, COPY and PREPROCESS
-    # are recognised in _statement_form.
+    # (second_words None) are recognised in _statement_form.
     SECOND_WORDS = {
-        "GET": ("THANOSQL",),
-        "BUILD": ("MODEL",),
-        "FIT": ("MODEL",),
-        "UPLOAD": ("MODEL",),
-        "DELETE": ("MODEL",),
-        "CONVERT": ("USING",),
-        "PREDICT": ("USING",),
-        "EVALUATE": ("USING",),
-        "GENERATE": ("USING",),
-        "TRANSFORM": ("USING",),
-        "PRINT": PRINT_MEDIA,
-        "LIST": ("MODEL", "MODELS", "TABLE", "TABLES", "THANOSQL"),
+        record.keyword: record.second_words for record in nodes.STATEMENTS if record.second_words is not None
     }
 
     def __init__(self, source: str) -> None:
@@ -134,7 +100,7 @@ class Parser:
             self.depth += 1
             if self.depth > MAX_DEPTH:
                 raise self._error("statements nest too deeply", self.tokens[start].span)
-            statement = self.STATEMENT_PARSERS[keyword](self)
+            statement = getattr(self, self.STATEMENT_PARSERS[keyword])()
             ending = "')'" if self._in_parentheses() else "';' or end of statement"
             self._expect(TokenType.END, ending)
             self.depth -= 1

@@ -4,8 +4,9 @@ the plain SQL that reads their results.
 Pure: no I/O, no DuckDB, no torch. Each nested extension statement becomes a Step whose result
 the session registers under ``Step.output``; its parenthesised text in the enclosing SQL is
 replaced by ``SELECT * FROM <output>``, so plain SQL reaches DuckDB as written otherwise.
-Options are checked here (names, types, allowed values), legacy spellings resolved, defaults
-filled in, so handlers receive one complete dict.
+Options are checked here, once (names, types, allowed values, ranges: options.py), legacy
+spellings resolved, defaults filled in, so handlers receive one complete dict of valid values; which
+options the user wrote, and where, travel beside it on the Step.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 
 from . import nodes
 from .errors import PlanError, Span, choices_hint
-from .options import ALIASES, BUILD_ALGORITHMS, OPTIONS, OptionSpec
+from .options import OptionSpec, older_spellings
 
 RESULT_PREFIX = "__thanosql_result_"
 
@@ -27,12 +28,19 @@ class Step:
     ``source`` is the SQL whose rows feed it (its AS query, with nested results already replaced),
     or None for statements without one; ``output`` names the relation its rows are registered
     under for later steps, or is None for the statement whose result is the answer.
+    ``options`` holds every option of the statement's table, checked, defaults filled in;
+    ``given`` names those the user wrote and ``spans`` says where (for errors that point at one).
+    ``sort`` is SEARCH's era (DESIGN.md decision 2): True ranks rows by score (search_by), False
+    keeps them in input order (inline image='...'); None for other statements.
     """
 
     statement: Any
     options: Mapping[str, Any] = field(compare=False)
     source: str | None = None
     output: str | None = None
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+    spans: Mapping[str, Span] = field(default_factory=dict, compare=False)
+    sort: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -83,47 +91,47 @@ class _Planner:
     def statement(self, statement, output: str | None) -> None:
         source = getattr(statement, "source", None)
         source_sql = self.source(source) if source is not None and not isinstance(source, str) else None
-        options = check_options(statement)
-        self.steps.append(Step(statement, options, source_sql, output))
+        options, given, spans = check_options(statement)
+        sort = statement.inline is None if isinstance(statement, nodes.Search) else None
+        self.steps.append(Step(statement, options, source_sql, output, given, spans, sort))
 
     def _name(self) -> str:
         self.count += 1
         return f"{RESULT_PREFIX}{self.count}"
 
 
-def options_key(statement) -> str | None:
-    """The OPTIONS table that applies to ``statement`` (None: not checked here)."""
-    if isinstance(statement, nodes.BuildModel):
-        key = BUILD_ALGORITHMS.get(statement.algorithm.lower())
-        if key is None:
-            raise PlanError(
-                f"unknown algorithm '{statement.algorithm}' for BUILD MODEL",
-                span=statement.span,
-                hint=choices_hint(statement.algorithm, ["SimCLR", "CLIP"], "algorithms"),
-            )
-        return key
-    return {
-        nodes.GetDataset: "get_dataset",
-        nodes.GetModel: "get_model",
-        nodes.Copy: "copy",
-        nodes.UploadModel: "upload",
-        nodes.Convert: "convert",
-        nodes.Search: "search",
-        nodes.Print: "print",
-        nodes.FitModel: "fit",
-    }.get(type(statement))
+def option_table(statement) -> nodes.OptionTable | None:
+    """The OPTIONS table that applies to ``statement`` (None: not checked here); a statement with
+    several (BUILD MODEL) picks the one of its algorithm."""
+    record = nodes.record_of(statement)
+    tables = record.options if record is not None else ()
+    if len(tables) <= 1:
+        return tables[0] if tables else None
+    written = statement.algorithm
+    for table in tables:
+        if table.algorithm.lower() == written.lower():
+            return table
+    raise PlanError(
+        f"unknown algorithm '{written}' for {record.words}",
+        span=statement.span,
+        hint=choices_hint(written, [table.algorithm for table in tables], "algorithms"),
+    )
 
 
-def check_options(statement) -> dict[str, Any]:
-    """Options of ``statement`` as a complete dict: aliases resolved, defaults filled in."""
+def check_options(statement) -> tuple[dict[str, Any], frozenset[str], dict[str, Span]]:
+    """Options of ``statement`` as a complete dict (aliases resolved, defaults filled in, every
+    value of the right type, among its choices and in its range), the names the user wrote, and
+    their spans."""
     written = getattr(statement, "options", ())
-    key = options_key(statement)
-    if key is None:
-        return {option.name: option.value for option in written}
-    specs = OPTIONS[key]
-    aliases = ALIASES.get(key.split("_")[0], {})
-    given: dict[str, Any] = {}
+    table = option_table(statement)
     spans: dict[str, Span] = {}
+    if table is None:
+        for option in written:
+            spans[option.name] = option.span
+        return {option.name: option.value for option in written}, frozenset(spans), spans
+    specs = table.specs
+    aliases = older_spellings(specs)
+    given: dict[str, Any] = {}
     for option in written:
         name = aliases.get(option.name, option.name)
         if name not in specs:
@@ -138,17 +146,15 @@ def check_options(statement) -> dict[str, Any]:
                 span=option.span,
                 hint=f"'{option.name}' is the older spelling of '{name}'; keep one",
             )
-        given[name] = _check_value(statement, option, specs[name])
+        given[name] = _check_value(statement, option, name, specs[name])
         spans[name] = option.span
     resolved = {name: spec.default for name, spec in specs.items()}
     resolved.update(given)
     _resolve_era(statement, resolved, given)
-    resolved["_given"] = frozenset(given)
-    resolved["_spans"] = spans
-    return resolved
+    return resolved, frozenset(given), spans
 
 
-def _check_value(statement, option: nodes.Option, spec: OptionSpec) -> Any:
+def _check_value(statement, option: nodes.Option, name: str, spec: OptionSpec) -> Any:
     value = option.value
     if value is None:
         return None
@@ -172,6 +178,9 @@ def _check_value(statement, option: nodes.Option, spec: OptionSpec) -> Any:
             span=option.span,
             hint=choices_hint(str(value), [str(c) for c in shown], "values"),
         )
+    problem = spec.range_error(name, value)
+    if problem is not None:
+        raise PlanError(problem, span=option.span, hint=spec.range_hint)
     return value
 
 
@@ -211,7 +220,6 @@ def _resolve_search(statement: nodes.Search, resolved: dict[str, Any], given: di
     # The inline era (image='...') returns every row in input order with a score; the
     # search_by era sorts by score and keeps top_k (DESIGN.md decisions 1 and 2).
     inline = statement.inline
-    resolved["sort"] = inline is None
     if inline is None:
         return
     if "search_input" in given or "search_by" in given:
@@ -238,16 +246,6 @@ def _resolve_search(statement: nodes.Search, resolved: dict[str, Any], given: di
 
 
 def _statement_words(statement) -> str:
-    words = {
-        nodes.GetDataset: "GET THANOSQL DATASET",
-        nodes.GetModel: "GET THANOSQL MODEL",
-        nodes.Copy: "COPY",
-        nodes.UploadModel: "UPLOAD MODEL",
-        nodes.Convert: "CONVERT",
-        nodes.Search: "SEARCH",
-        nodes.Print: "PRINT",
-        nodes.FitModel: "FIT MODEL",
-    }
-    if isinstance(statement, nodes.BuildModel):
-        return f"BUILD MODEL ... USING {statement.algorithm}"
-    return words.get(type(statement), type(statement).__name__.upper())
+    words = nodes.record_of(statement).words
+    algorithm = getattr(statement, "algorithm", None)
+    return f"{words} ... USING {algorithm}" if algorithm is not None else words

@@ -54,31 +54,16 @@ DATABASE_FILE = "thanosql.duckdb"
 DATASET_DIR = "thanosql-dataset"
 MODEL_DIR = "thanosql-model"
 
-# Node type -> "module:function" of its handler. A handler takes (session, step) and returns a
+# A handler (nodes.STATEMENTS names it "module:function") takes (session, step) and returns a
 # pyarrow.Table or pandas.DataFrame (rows), a str (a message; no rows) or None ("Success").
-HANDLERS: dict[type, str] = {
-    nodes.GetDataset: "thanosql.statements.data:get_dataset",
-    nodes.Copy: "thanosql.statements.data:copy",
-    nodes.ListObjects: "thanosql.statements.data:list_objects",
-    nodes.GetModel: "thanosql.statements.models:get_model",
-    nodes.UploadModel: "thanosql.statements.models:upload_model",
-    nodes.DeleteModel: "thanosql.statements.models:delete_model",
-    nodes.Convert: "thanosql.statements.convert:convert",
-    nodes.Search: "thanosql.statements.search:search",
-    nodes.Print: "thanosql.statements.printing:print_media",
-    nodes.BuildModel: "thanosql.statements.training:build_model",
-    nodes.FitModel: "thanosql.statements.training:fit_model",
-}
 
-# Statements of the dialect that this engine does not run (models outside image search).
-UNSUPPORTED = {
-    nodes.Predict: "PREDICT",
-    nodes.Evaluate: "EVALUATE",
-    nodes.Generate: "GENERATE",
-    nodes.Function: "FUNCTION",
-    nodes.Transform: "TRANSFORM (retired in 2022)",
-    nodes.Preprocess: "PREPROCESS (retired in 2022; FUNCTION preprocess.video_to_df replaced it)",
-}
+
+def _supported() -> str:
+    """The statements this engine runs, as the unsupported ones' hint lists them: those of tables
+    and datasets (statements/data.py) first, and GET once for its two forms."""
+    records = [record for record in nodes.STATEMENTS if record.handler is not None]
+    records.sort(key=lambda record: not record.handler.startswith("thanosql.statements.data:"))
+    return ", ".join(dict.fromkeys(record.words.split(" THANOSQL")[0] for record in records))
 
 
 @dataclass(frozen=True)
@@ -227,14 +212,14 @@ class Session:
 
     def _run_step(self, step: Step) -> Any:
         statement = step.statement
-        if type(statement) in UNSUPPORTED:
+        record = nodes.record_of(statement)
+        if record.handler is None:
             raise PlanError(
-                f"{UNSUPPORTED[type(statement)]} is not supported by this engine",
+                f"{record.unsupported} is not supported by this engine",
                 span=statement.span,
-                hint="thanosql runs the image and text search statements: GET, COPY, LIST, "
-                "BUILD MODEL, FIT MODEL, UPLOAD MODEL, DELETE MODEL, CONVERT, SEARCH, PRINT",
+                hint=f"thanosql runs the image and text search statements: {_supported()}",
             )
-        module_name, function_name = HANDLERS[type(statement)].split(":")
+        module_name, function_name = record.handler.split(":")
         return getattr(importlib.import_module(module_name), function_name)(self, step)
 
     def _finish(self, answer: Any) -> pd.DataFrame | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import options
 from ..errors import ModelError
 from .epochs import run_epochs
 from .images import decode_for_training, read_training_images
@@ -38,13 +39,14 @@ CACHE_BYTES = 1 << 30
 class ClipTrainingConfig:
     """How a CLIP model is trained: AdamW at ``learning_rate`` with a linear warm-up over the first
     tenth of the steps and a cosine decay after it (open_clip's training recipe), weight decay 0.1
-    on weight matrices only, ``batch_size`` pairs per step, ``max_epochs`` passes."""
+    on weight matrices only, ``batch_size`` pairs per step, ``max_epochs`` passes. The defaults
+    are BUILD MODEL ... USING CLIP's (options.CLIP_TRAINING)."""
 
-    max_epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
+    max_epochs: int = options.default_of(options.CLIP_TRAINING, "max_epochs")
+    batch_size: int = options.default_of(options.CLIP_TRAINING, "batch_size")
+    learning_rate: float = options.CLIP_LEARNING_RATE
     weight_decay: float = 0.1
-    seed: int = 0
+    seed: int = options.default_of(options.CLIP_TRAINING, "seed")
 
     def to_options(self) -> dict[str, Any]:
         return {
@@ -54,11 +56,18 @@ class ClipTrainingConfig:
             "seed": self.seed,
         }
 
+    @classmethod
+    def from_options(cls, stored: dict[str, Any]) -> "ClipTrainingConfig":
+        """The settings a stored model was trained with (its model.json "training"), defaults for
+        those it does not record."""
+        return cls(**{key: stored[key] for key in ("max_epochs", "batch_size", "learning_rate", "seed")
+                      if key in stored})
+
 
 def default_learning_rate(pretrained: bool) -> float:
     """1e-3 from scratch (a small model, few steps); 1e-5 to fine-tune published weights, which
     a larger step would wash out."""
-    return 1e-5 if pretrained else 1e-3
+    return options.CLIP_FINE_TUNING_LEARNING_RATE if pretrained else options.CLIP_LEARNING_RATE
 
 
 class CaptionedImages:

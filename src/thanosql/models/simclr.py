@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import options
 from ..errors import ModelError, Span
 from .epochs import TrainingReport, run_epochs
 from .images import decode_for_training, embed_image_batches, read_training_images, _read_errors
@@ -53,6 +54,16 @@ CACHE_BYTES = 1 << 30
 DEFAULT_BATCH_SIZE = {"cpu": 128, "cuda": 512}
 
 
+def _default(name: str) -> Any:
+    return options.default_of(options.SIMCLR_TRAINING, name)
+
+
+# What a stored model.json that does not record a setting (one written by hand) was trained with,
+# where that differs from BUILD MODEL's default: FIT MODEL continues such a model one epoch at a
+# time unless told otherwise, as it always has.
+UNRECORDED = {"max_epochs": 1}
+
+
 @dataclass(frozen=True)
 class SimCLRConfig:
     """Everything that defines a SimCLR model and how it is trained (model.json options).
@@ -76,23 +87,26 @@ class SimCLRConfig:
     fell to 0.45.
     """
 
+    # The statement's defaults (options.SIMCLR_TRAINING) where it has one; where it chooses from
+    # the images (input_size, color, stem, flips, batch_size), what a model.json without the key
+    # (written by hand) means.
     input_size: int = 32
     color: str = "rgb"
     stem: str = "small"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    min_scale: float = 0.85
+    min_scale: float = _default("min_scale")
     horizontal_flip: bool = False
-    vertical_flip: bool = False
-    rotation: float = 10.0
-    color_jitter: bool = True
-    blur: bool = False
+    vertical_flip: bool = _default("vertical_flip")
+    rotation: float = float(_default("rotation"))
+    color_jitter: bool = _default("color_jitter")
+    blur: bool = _default("blur")
     batch_size: int = 16
-    max_epochs: int = 1
-    learning_rate: float = 1e-3
-    temperature: float = 0.2
-    seed: int = 0
-    pretrained: bool = False
+    max_epochs: int = _default("max_epochs")
+    learning_rate: float = options.SIMCLR_LEARNING_RATE
+    temperature: float = _default("temperature")
+    seed: int = _default("seed")
+    pretrained: bool = _default("pretrained")
 
     def to_options(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,7 +117,7 @@ class SimCLRConfig:
     def from_options(cls, options: dict[str, Any]) -> "SimCLRConfig":
         """The config stored in model.json (unknown keys, from other versions, are ignored)."""
         known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in options.items() if key in known}
+        values = {**UNRECORDED, **{key: value for key, value in options.items() if key in known}}
         for key in ("mean", "std"):
             if key in values:
                 values[key] = tuple(values[key])

@@ -17,12 +17,7 @@ from ..errors import DatasetError, ModelError, PlanError, choices_hint
 def convert(session, step) -> pa.Table:
     """CONVERT USING model [OPTIONS (convert_type, image_col, text_col, batch_size, result_col,
     table_name, on_error, num_workers)] AS query."""
-    node, options = step.statement, step.options
-    spans = options.get("_spans", {})
-    given = options.get("_given", frozenset())
-    for name, least in (("batch_size", 1), ("num_workers", 0)):
-        if options.get(name) is not None and options[name] < least:
-            raise PlanError(f"{name} must be at least {least}, not {options[name]}", span=spans.get(name))
+    node, options, spans, given = step.statement, step.options, step.spans, step.given
     kind = options["convert_type"]
     # convert_type is required in the docs; a statement that names only text_col means text.
     if "convert_type" not in given and "text_col" in given and "image_col" not in given:

@@ -14,14 +14,14 @@ import urllib.parse
 
 from ..errors import ModelError, PlanError, choices_hint
 from ..models.catalog import CATALOG, get_prebuilt
+from ..options import PYTORCH_INPUT_SIZE
 
 
 def get_model(session, step) -> None:
     """GET THANOSQL MODEL name [OPTIONS (model_name, overwrite, arch, pretrained, checkpoint)]."""
     from ..models.clip import build_open_clip, store_clip_model, tag_preprocess_cfg
 
-    node, options = step.statement, step.options
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     entry = get_prebuilt(node.name)
     if entry is None:
         raise ModelError(
@@ -33,7 +33,7 @@ def get_model(session, step) -> None:
     store = session.models
     # Refuse before a download, not after it.
     store.check_writable(name, overwrite=options["overwrite"], span=spans.get("model_name", node.span))
-    arch, tag, config, resolved = _find_weights(session, options, entry, node)
+    arch, tag, config, resolved = _find_weights(session, step, entry)
     model, _, _ = build_open_clip(arch, config, "cpu", checkpoint=resolved.path,
                                   preprocess_cfg=tag_preprocess_cfg(arch, tag))
     store_clip_model(
@@ -52,13 +52,13 @@ def get_model(session, step) -> None:
     return None
 
 
-def _find_weights(session, options, entry, node):
+def _find_weights(session, step, entry):
     """``(arch, tag, config, Resolved)`` for GET: the architecture (checked), its weight tag, the
     config those weights need, and where the weight file is (models/weights.py)."""
     from ..models.clip import tag_config
     from ..models.weights import open_clip_source, resolve_weights
 
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     arch = options.get("arch") or entry.arch
     config = tag_config(arch, None, span=spans.get("arch", node.span))  # an unknown arch stops here
     tag = options.get("pretrained") or _default_tag(arch, entry)
@@ -114,8 +114,7 @@ def upload_model(session, step) -> None:
     or OPTIONS (framework='pytorch', input_size=224) for a plain image encoder."""
     from ..models.clip import build_open_clip, store_clip_model
 
-    node, options = step.statement, step.options
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     store = session.models
     store.check_writable(node.name, overwrite=options["overwrite"], span=node.span)
     checkpoint = session.resolve_path(node.path)
@@ -126,13 +125,13 @@ def upload_model(session, step) -> None:
             hint="relative paths start at the workspace folder",
         )
     if options["framework"] == "pytorch":
-        return _upload_pytorch(session, options, node, checkpoint)
+        return _upload_pytorch(session, step, checkpoint)
     if options.get("input_size") is not None:
         raise PlanError(
             "input_size applies to framework='pytorch' only; an open_clip config sets its image size",
             span=spans["input_size"],
         )
-    arch, config = _upload_config(session, options, node)
+    arch, config = _upload_config(session, step)
     model, _, _ = build_open_clip(arch, config, "cpu", checkpoint=checkpoint)
     store_clip_model(
         store,
@@ -147,16 +146,14 @@ def upload_model(session, step) -> None:
     return None
 
 
-def _upload_pytorch(session, options, node, path) -> None:
+def _upload_pytorch(session, step, path) -> None:
     from ..models.pytorch import store_pytorch_model
 
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     for name in ("arch", "model_config"):
         if options.get(name) is not None:
             raise PlanError(f"{name} applies to framework='open_clip' only", span=spans[name])
-    input_size = options.get("input_size") or 224
-    if input_size < 1:
-        raise PlanError("input_size must be a positive number of pixels", span=spans.get("input_size"))
+    input_size = options.get("input_size") or PYTORCH_INPUT_SIZE
     store_pytorch_model(
         session.models,
         node.name,
@@ -169,10 +166,10 @@ def _upload_pytorch(session, options, node, path) -> None:
     return None
 
 
-def _upload_config(session, options, node) -> tuple[str, dict]:
+def _upload_config(session, step) -> tuple[str, dict]:
     from ..models.clip import model_config
 
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     arch = options.get("arch")
     given = options.get("model_config")
     if given is None:

@@ -15,14 +15,11 @@ from ..errors import PlanError, choices_hint
 
 def print_media(session, step):
     """PRINT IMAGE|AUDIO|VIDEO [OPTIONS (image_col | audio_col | video_col, limit)] AS query."""
-    node, options = step.statement, step.options
-    spans = options.get("_spans", {})
+    node, options, spans = step.statement, step.options, step.spans
     media = node.media
     if media not in ("image", "audio", "video"):
         raise PlanError(f"PRINT {media.upper()} is not supported", span=node.span, hint="PRINT IMAGE, AUDIO or VIDEO")
     limit = options["limit"]
-    if limit is not None and limit < 0:
-        raise PlanError(f"limit must be 0 or more rows, not {limit}", span=spans.get("limit", node.span))
     option = f"{media}_col"
     rows = session.query(step.source, node)
     column = _path_column(rows, options[option], option, spans.get(option, node.span))

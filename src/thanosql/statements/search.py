@@ -5,7 +5,7 @@ the answer (DESIGN.md decisions 1 and 2): the search_by era sorts by score, high
 in input order, rows without an embedding last, cut to ``top_k``; the inline era (``image=``)
 keeps every row in input order (with ``top_k`` given, the k best rows, still in input order).
 The search input is embedded once by the model's own encoder and never enters SQL text; the
-ranking is similarity.search's (exact, cached between queries).
+ranking is search.engine.search's (exact, cached between queries).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .. import similarity
+from ..search import engine
 from ..errors import ExecutionError, ModelError, PlanError, choices_hint
 
 SEARCHABLE_MEDIA = ("image", "text")
@@ -24,28 +24,22 @@ def search(session, step) -> pa.Table:
     """SEARCH IMAGE|TEXT [image=... | text=...] USING model [OPTIONS (search_by, search_input,
     emb_col, result_col, top_k, table_name)] AS query."""
     node, options = step.statement, step.options
-    kind, value = _search_input(node, options)
+    kind, value = _search_input(step)
     top_k = options["top_k"]
-    if top_k is not None and top_k < 1:
-        raise PlanError(
-            f"top_k must be a positive number of rows, not {top_k}",
-            span=_span(node, options, "top_k"),
-            hint="top_k=None keeps every row",
-        )
     relation = _relation(session, step)
     # The rows' columns first (no rows read): a wrong emb_col fails before the model loads.
-    emb_col = _embedding_column(relation, options["emb_col"], _span(node, options, "emb_col"))
+    emb_col = _embedding_column(relation, options["emb_col"], _span(step, "emb_col"))
     adapter = session.model(node.model, span=node.span)
-    _check_dimension(relation, emb_col, adapter, _span(node, options, "emb_col"))
-    query = query_embedding(session, adapter, kind, value, span=_span(node, options, "search_input"))
-    ranking = similarity.search(
-        session,
+    _check_dimension(relation, emb_col, adapter, _span(step, "emb_col"))
+    query = query_embedding(session, adapter, kind, value, span=_span(step, "search_input"))
+    ranking = engine.search(
+        engine.Source.of(session),
         step.source,
         emb_col,
         query,
         top_k=top_k,
-        keep_input_order=not options["sort"],
-        span=_span(node, options, "emb_col"),
+        keep_input_order=not step.sort,
+        span=_span(step, "emb_col"),
     )
     result = with_scores(ranking.rows, options["result_col"], ranking.scores)
     if options.get("table_name"):
@@ -53,8 +47,8 @@ def search(session, step) -> pa.Table:
     return result
 
 
-def _span(node, options, name: str):
-    spans = options.get("_spans", {})
+def _span(step, name: str):
+    node, spans = step.statement, step.spans
     if name in spans:
         return spans[name]
     if name in ("search_by", "search_input") and node.inline is not None:
@@ -62,7 +56,8 @@ def _span(node, options, name: str):
     return node.span
 
 
-def _search_input(node, options) -> tuple[str, str]:
+def _search_input(step) -> tuple[str, str]:
+    node, options = step.statement, step.options
     if node.media not in SEARCHABLE_MEDIA:
         raise PlanError(
             f"SEARCH {node.media.upper()} is not supported by this engine",
@@ -79,13 +74,13 @@ def _search_input(node, options) -> tuple[str, str]:
     if kind not in SEARCHABLE_MEDIA:
         raise PlanError(
             f"search_by='{kind}' is not supported by this engine",
-            span=_span(node, options, "search_by"),
+            span=_span(step, "search_by"),
             hint="search by 'text' or by 'image'",
         )
     if value is None or not str(value).strip():
         raise PlanError(
             "SEARCH needs a search_input: the text, or the path of the image, to search for",
-            span=_span(node, options, "search_input") if value is not None else node.span,
+            span=_span(step, "search_input") if value is not None else node.span,
             hint=f"e.g. search_input='{'a black cat' if kind == 'text' else 'thanosql-dataset/pics/1.jpg'}'",
         )
     return kind, value

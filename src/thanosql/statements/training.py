@@ -6,9 +6,11 @@ that name as it was. They return None ("Success") after a one-line summary of th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DatasetError, ModelError, PlanError, choices_hint
+from ..options import SIMCLR_LEARNING_RATE
 
 # Options that fix what a model is; FIT MODEL keeps them from the model it continues.
 SIMCLR_ARCHITECTURE = ("input_size", "color", "stem", "pretrained")
@@ -27,7 +29,6 @@ def build_model(session, step) -> None:
     node, options = step.statement, step.options
     # Refuse an existing name before reading a single image, not after minutes of training.
     session.models.check_writable(node.name, overwrite=options["overwrite"], span=node.span)
-    _check_numbers(options, node)
     if node.algorithm.lower() == "simclr":
         return _build_simclr(session, step)
     return _build_clip(session, step)
@@ -45,7 +46,6 @@ def fit_model(session, step) -> None:
             hint="add OPTIONS (overwrite=True) to train it further in place, or give the new model another name",
         )
     session.models.check_writable(node.name, overwrite=options["overwrite"], span=node.span)
-    _check_numbers(options, node)
     if info.family == "simclr":
         return _fit_simclr(session, step, info)
     if info.family == "clip":
@@ -71,8 +71,7 @@ def _check_room(session, parameters: int, node) -> None:
 def _build_simclr(session, step) -> None:
     from ..models import resolve_device, simclr
 
-    node, options = step.statement, step.options
-    spans = options["_spans"]
+    node, options, spans = step.statement, step.options, step.spans
     paths = _image_paths(session, step, options["image_col"])
     survey = simclr.survey_images([session.resolve_path(path) for path in paths])
     pretrained = options["pretrained"]
@@ -99,7 +98,7 @@ def _build_simclr(session, step) -> None:
         blur=options["blur"],
         batch_size=options["batch_size"] or simclr.default_batch_size(len(paths)),
         max_epochs=options["max_epochs"],
-        learning_rate=float(options["learning_rate"] or 1e-3),
+        learning_rate=float(options["learning_rate"] or SIMCLR_LEARNING_RATE),
         temperature=float(options["temperature"]),
         seed=options["seed"],
         pretrained=bool(pretrained),
@@ -126,14 +125,14 @@ def _fit_simclr(session, step, info) -> None:
     from ..models import resolve_device, simclr
 
     node, options = step.statement, step.options
-    _refuse(options, CLIP_ONLY, "a SimCLR model", node)
-    _keep_architecture(options, info, SIMCLR_ARCHITECTURE, node)
+    _refuse(step, CLIP_ONLY, "a SimCLR model")
+    _keep_architecture(step, info, SIMCLR_ARCHITECTURE)
     backbone, head, stored = simclr.read_simclr_model(info)
     changes = {name: options.get(name) for name in ("batch_size", "max_epochs", "learning_rate", "temperature",
                                                      "seed", "min_scale", "horizontal_flip", "vertical_flip",
                                                      "rotation", "color_jitter", "blur")}
     config = simclr.with_changes(stored, **changes)
-    paths = _image_paths(session, step, options["image_col"] or "image_path")
+    paths = _image_paths(session, step, options["image_col"])
     dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
     _check_room(session, SIMCLR_PARAMETERS, node)
     device = resolve_device(session.settings.device)
@@ -185,7 +184,7 @@ def _build_clip(session, step) -> None:
     if pretrained is None or pretrained is False:
         arch, config, model, tokenizer = clip_training.new_clip_model(options["arch"], seed=options["seed"])
     else:
-        arch, tag, config, weights = _clip_weights(session, options, node)
+        arch, tag, config, weights = _clip_weights(session, step)
         model, _, tokenizer = clip.build_open_clip(arch, config, "cpu", checkpoint=weights,
                                                    preprocess_cfg=clip.tag_preprocess_cfg(arch, tag))
     settings = clip_training.ClipTrainingConfig(
@@ -213,21 +212,22 @@ def _fit_clip(session, step, info) -> None:
     from ..models import clip, clip_training
 
     node, options = step.statement, step.options
-    _refuse(options, SIMCLR_ONLY, "a CLIP model", node)
-    _keep_architecture(options, info, CLIP_ARCHITECTURE, node)
-    paths, texts = _image_caption_pairs(session, step, options["image_col"] or "image_path",
-                                        options["text_col"] or "text")
+    _refuse(step, SIMCLR_ONLY, "a CLIP model")
+    _keep_architecture(step, info, CLIP_ARCHITECTURE)
+    paths, texts = _image_caption_pairs(session, step, options["image_col"], options["text_col"])
     adapter = clip.load(info, "cpu")
     config_file = Path(info.path) / clip.CONFIG_FILE
     config = json.loads(config_file.read_text()) if config_file.is_file() else clip.model_config(info.arch)
     stored = info.options.get("training", {})
     published = bool(info.options.get("pretrained") or info.options.get("fine_tuned_from"))
-    settings = clip_training.ClipTrainingConfig(
-        max_epochs=options["max_epochs"] or stored.get("max_epochs", 5),
-        batch_size=options["batch_size"] or stored.get("batch_size", 32),
+    before = clip_training.ClipTrainingConfig.from_options(stored)
+    settings = replace(
+        before,
+        max_epochs=options["max_epochs"] or before.max_epochs,
+        batch_size=options["batch_size"] or before.batch_size,
         learning_rate=float(options["learning_rate"] or (clip_training.default_learning_rate(True) if published
-                                                        else stored.get("learning_rate", 1e-3))),
-        seed=options["seed"] if options["seed"] is not None else stored.get("seed", 0),
+                                                        else before.learning_rate)),
+        seed=options["seed"] if options["seed"] is not None else before.seed,
     )
     _check_room(session, sum(p.numel() for p in adapter.model.parameters()), node)
     model, report = _train_clip(session, step, adapter.model, adapter.tokenizer, paths, texts, settings, options)
@@ -256,7 +256,7 @@ def _train_clip(session, step, model, tokenizer, paths, texts, settings, options
                                     progress=session.progress)
 
 
-def _clip_weights(session, options, node):
+def _clip_weights(session, step):
     """``(arch, tag, config, weight file)`` of the weights BUILD MODEL ... USING CLIP fine-tunes:
     a file (of ``arch``, default the small one), or published weights: a tag, or True for the
     tag GET THANOSQL MODEL clip uses (ViT-B-32, 'openai') or the first tag of ``arch``."""
@@ -264,7 +264,7 @@ def _clip_weights(session, options, node):
     from ..models.catalog import get_prebuilt
     from ..models.weights import open_clip_source, resolve_weights
 
-    spans = options["_spans"]
+    node, options, spans = step.statement, step.options, step.spans
     span = spans.get("pretrained", node.span)
     default = get_prebuilt("clip")
     arch = options["arch"] or default.arch
@@ -318,43 +318,26 @@ def _epochs(count: int) -> str:
     return f"{count} epoch" + ("" if count == 1 else "s")
 
 
-def _check_numbers(options, node) -> None:
-    spans = options["_spans"]
-    limits = {
-        "max_epochs": (1, None), "batch_size": (2, None), "input_size": (8, 4096), "num_workers": (0, 64),
-        "learning_rate": (0, None), "temperature": (0, None), "min_scale": (0, 1), "rotation": (0, 180),
-    }
-    for name, (least, most) in limits.items():
-        value = options.get(name)
-        if value is None or isinstance(value, bool):
-            continue
-        exclusive = name in ("learning_rate", "temperature", "min_scale")
-        too_small = value <= least if exclusive else value < least
-        if too_small or (most is not None and value > most):
-            bounds = f"above {least}" if exclusive else f"at least {least}"
-            if most is not None:
-                bounds += f" and at most {most}"
-            raise PlanError(f"{name} must be {bounds}, not {value}", span=spans.get(name, node.span))
-
-
-def _refuse(options, names, what, node) -> None:
+def _refuse(step, names, what) -> None:
+    node = step.statement
     for name in names:
-        if name in options["_given"]:
+        if name in step.given:
             raise PlanError(
                 f"option '{name}' does not apply to {what}",
-                span=options["_spans"].get(name, node.span),
+                span=step.spans.get(name, node.span),
                 hint=f"model '{node.base_model}' is {what}; leave '{name}' out",
             )
 
 
-def _keep_architecture(options, info, names, node) -> None:
+def _keep_architecture(step, info, names) -> None:
+    node, options = step.statement, step.options
     for name in names:
         stored = info.arch if name == "arch" else info.options.get(name)
-        if name in options["_given"] and options[name] != stored:
+        if name in step.given and options[name] != stored:
             raise PlanError(
                 f"FIT MODEL keeps the {name} of model '{info.name}' ({stored!r}); "
                 f"it cannot become {options[name]!r}",
-                span=options["_spans"].get(name, node.span),
+                span=step.spans.get(name, node.span),
                 hint=f"leave '{name}' out, or BUILD MODEL a new model to change it",
             )
 
@@ -362,13 +345,13 @@ def _keep_architecture(options, info, names, node) -> None:
 def _rows(session, step, columns: dict[str, str]):
     """The AS query's rows, after checking that they have ``columns`` (option -> column name): a
     PlanError listing the columns there are, with the nearest, for one that is missing."""
-    node, options = step.statement, step.options
+    node = step.statement
     rows = session.query(step.source, node)
     for option, column in columns.items():
         if column not in rows.column_names:
             raise PlanError(
                 f"column '{column}' not found in the rows {_words(node)} reads",
-                span=options["_spans"].get(option, node.span),
+                span=step.spans.get(option, node.span),
                 hint=choices_hint(column, rows.column_names, "columns") + f" (set {option}=...)",
             )
     return rows
@@ -407,7 +390,7 @@ def _strings(values, column, option, step) -> list[int]:
             raise PlanError(
                 f"column '{column}' holds {type(value).__name__} values, not image paths "
                 f"(row {index + 1}: {value!r})",
-                span=step.options["_spans"].get(option, node.span),
+                span=step.spans.get(option, node.span),
             )
         kept.append(index)
     return kept

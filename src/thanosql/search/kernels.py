@@ -1,20 +1,9 @@
-"""Embeddings quantised to int8 codes, and products of those codes with a query, each with a
-bound on its error: the numerics under the similarity index (similarity.py).
+"""Products of int8 codes (codes.py) with a query, each with a bound on its error: the numerics
+under the compact index (index.py). ``first_level_products`` runs the fastest kernel this machine
+has passed a check for; ``two_level_products`` and ``int8_matvec`` are exact integer products.
+torch is imported inside the functions only.
 
->>> rows = quantise(matrix, present)            # two int8 levels per row, with per-row scales
 >>> products, query_error, relative_error = first_level_products(rows.codes, query)
-
-``first_level_products`` runs the fastest kernel this machine has passed a check for:
-
-* ``PackedCodes``: fbgemm's int8 GEMM (VNNI on AVX512 CPUs) on codes packed once, for large
-  indexes. It reaches about two thirds of the memory bandwidth where the kernels below are
-  compute-bound: at 1M x 512, 17-19 ms a query against 27 ms and 40 ms on this project's
-  two-core machine. Packing costs about 3 s per million rows of 512 values (two threads) and as
-  many bytes as the codes. It is built on torch's quantized-tensor API, which torch 2.13 marks
-  deprecated: the check below turns it off where it is missing or wrong, and the other kernels
-  take over.
-* ``_weight_int8pack_mm``: torch's int8-weight GEMV (bfloat16 query).
-* ``torch._int_mm``: the exact int8 GEMM, with the query quantised to int8.
 """
 
 from __future__ import annotations
@@ -23,13 +12,12 @@ import functools
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
-INT8_LEVELS = 127
-# Rows quantised per block: small enough for the temporaries to stay in cache.
-QUANTISE_BLOCK_ROWS = 256
+from .codes import INT8_LEVELS, quantise, query_levels, round_up
+from .exact import unit_vector
+
 # Smaller int8 scans run on one thread (see int8_matvec).
 PARALLEL_SCAN_BYTES = 64 * 2**20
 # Codes of at least this many bytes are packed for fbgemm (at 25k x 512 a scan takes 1.5 ms
@@ -45,112 +33,6 @@ PACKED_QUERY_LEVELS = (255, 127)
 # relative to the terms (at most 2*levels*|c|_1*scale), not to the result: allow 2**-18 of them
 # (64 times float32's unit roundoff).
 PACKED_ROUNDING = 2.0**-18
-
-@dataclass
-class Quantised:
-    """Rows in two int8 levels, each row with its own scales: ``u = s*c + t*r + f`` where ``u``
-    is the row normalised, ``c`` its codes, ``r`` the codes of the first residual
-    ``e = u - s*c``, and ``f`` what is left. Norms for the bounds, rounded up:
-    ``code_norm`` = s*|c|, ``residual`` = |e|, ``fine_norm`` = t*|r|, ``remainder`` = |f|."""
-
-    codes: np.ndarray  # int8 (n, d)
-    scale: np.ndarray  # float32 (n,)
-    code_norm: np.ndarray  # float32 (n,)
-    residual: np.ndarray  # float32 (n,)
-    fine_codes: np.ndarray  # int8 (n, d)
-    fine_scale: np.ndarray  # float32 (n,)
-    fine_norm: np.ndarray  # float32 (n,)
-    remainder: np.ndarray  # float32 (n,)
-    valid: np.ndarray  # bool (n,): present, finite, not zero
-
-    FIELDS = ("codes", "scale", "code_norm", "residual", "fine_codes", "fine_scale", "fine_norm", "remainder", "valid")
-
-    @classmethod
-    def empty(cls, rows: int, dim: int) -> "Quantised":
-        def matrix():
-            return np.empty((rows, dim), np.int8)
-
-        def vector(kind=np.float32):
-            return np.empty(rows, kind)
-
-        return cls(matrix(), vector(), vector(), vector(), matrix(), vector(), vector(), vector(), vector(bool))
-
-    def take(self, order: np.ndarray) -> "Quantised":
-        return Quantised(*(getattr(self, name)[order] for name in self.FIELDS))
-
-
-def quantise(matrix: np.ndarray, present: np.ndarray) -> Quantised:
-    """Normalise each row of ``matrix`` (n, d) and quantise it in two int8 levels.
-
-    >>> quantise(np.array([[3, 4]], np.float32), np.array([True])).codes.tolist()
-    [[95, 127]]
-
-    Works in float32 blocks that stay in cache; the float32 rounding of the normalised row and
-    of the residuals (under 1e-6) is covered by similarity.ROUNDING_SLACK. Each row's result depends on
-    that row alone, so re-quantising a fetched row reproduces its codes exactly.
-    """
-    out = Quantised.empty(*matrix.shape)
-    quantise_into(out, 0, matrix, present)
-    return out
-
-
-def quantise_into(out: Quantised, first_row: int, matrix: np.ndarray, present: np.ndarray) -> None:
-    """``quantise(matrix, present)`` written into rows ``first_row`` onwards of ``out``."""
-    rows = len(matrix)
-    for start in range(0, rows, QUANTISE_BLOCK_ROWS):
-        stop = min(start + QUANTISE_BLOCK_ROWS, rows)
-        _quantise_block(matrix[start:stop], present[start:stop], out, slice(first_row + start, first_row + stop))
-
-
-def _quantise_block(matrix: np.ndarray, present: np.ndarray, out: Quantised, rows: slice) -> None:
-    values = np.array(matrix, dtype=np.float32)
-    squares = np.einsum("ij,ij->i", values, values)
-    # float32 is plenty for the norm (its error is far below similarity.ROUNDING_SLACK) unless it
-    # overflows, underflows or meets a NaN: those rows are normalised in float64.
-    awkward = ~((squares > 1e-30) & (squares < 1e30))
-    norms = np.sqrt(squares)
-    valid = present.copy()
-    if awkward.any():
-        wide = values[awkward].astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            wide_norms = np.sqrt((wide * wide).sum(axis=1))
-            good = np.isfinite(wide_norms) & (wide_norms > 0)
-            values[awkward] = np.where(good[:, None], wide / np.where(good, wide_norms, 1.0)[:, None], 0.0)
-        norms[awkward] = 1.0
-        valid[awkward] &= good
-    values *= (np.float32(1.0) / norms)[:, None]
-    values[~valid] = 0.0
-    codes, scale, code_norm, residual = _int8_level(values)
-    fine_codes, fine_scale, fine_norm, remainder = _int8_level(residual)
-    out.codes[rows], out.scale[rows], out.code_norm[rows] = codes, scale, code_norm
-    out.residual[rows] = _norm_up(residual)
-    out.fine_codes[rows], out.fine_scale[rows], out.fine_norm[rows] = fine_codes, fine_scale, fine_norm
-    out.remainder[rows] = _norm_up(remainder)
-    out.valid[rows] = valid
-
-
-def _int8_level(values: np.ndarray):
-    """Codes, scale, s*|codes| (rounded up) and what the codes leave, of rows (m, d) float32."""
-    if values.shape[1] == 0:
-        empty = np.zeros(len(values), np.float32)
-        return values.astype(np.int8), empty + 1, empty, values
-    peak = np.maximum(values.max(axis=1), -values.min(axis=1))
-    scale = np.where(peak > 0, peak / np.float32(INT8_LEVELS), np.float32(1.0)).astype(np.float32)
-    # |values / scale| <= 127 up to a rounding step, so rint lands in [-127, 127].
-    codes = values * (np.float32(1.0) / scale)[:, None]
-    np.rint(codes, out=codes)
-    left = codes * scale[:, None]
-    np.subtract(values, left, out=left)
-    code_norm = _round_up(scale * np.sqrt(np.einsum("ij,ij->i", codes, codes)))
-    return codes.astype(np.int8), scale, code_norm, left
-
-
-def _norm_up(values: np.ndarray) -> np.ndarray:
-    return _round_up(np.sqrt(np.einsum("ij,ij->i", values, values)))
-
-
-def _round_up(values: np.ndarray) -> np.ndarray:
-    return np.nextafter(values.astype(np.float32), np.float32(np.inf))
 
 
 def float32_dot_error(dim: int) -> float:
@@ -206,11 +88,17 @@ def int8_matvec_float(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def unit_vector(query) -> np.ndarray:
-    """``query`` (d,) divided by its length, in float64."""
-    unit = np.asarray(query, np.float64)
-    return unit / np.sqrt((unit * unit).sum())
-
+# -- the first level: the fastest kernel this machine has passed a check for -------------------
+#
+# * PackedCodes: fbgemm's int8 GEMM (VNNI on AVX512 CPUs) on codes packed once, for large
+#   indexes. It reaches about two thirds of the memory bandwidth where the kernels below are
+#   compute-bound: at 1M x 512, 17-19 ms a query against 27 ms and 40 ms on this project's
+#   two-core machine. Packing costs about 3 s per million rows of 512 values (two threads) and as
+#   many bytes as the codes. It is built on torch's quantized-tensor API, which torch 2.13 marks
+#   deprecated: its check (_packed_query_levels) turns it off where it is missing or wrong, and
+#   the other kernels take over.
+# * _weight_int8pack_mm: torch's int8-weight GEMV (bfloat16 query).
+# * torch._int_mm: the exact int8 GEMM, with the query quantised to int8.
 
 # float32 rounding of the normalised query and of a product, relative to |c| (16 units in the
 # last place).
@@ -286,25 +174,6 @@ def _bf16_kernel_fits(dim: int) -> bool:
     return bool(np.all(np.abs(products - exact) <= bound / 4))
 
 
-def query_levels(unit: np.ndarray, count: int) -> tuple[list[tuple[np.ndarray, float]], list[float]]:
-    """``unit`` (d,) float64 as a sum of ``count`` int8 levels, each the codes of what the levels
-    before it leave: ``[(codes, scale)]``, and the norm of what is left after each, rounded up.
-
-    >>> levels, left = query_levels(np.array([0.6, 0.8]), 2)
-    >>> [codes.tolist() for codes, _ in levels], left[-1] < 1e-5
-    ([[95, 127], [127, 0]], True)
-    """
-    levels, left, remainder = [], np.asarray(unit, np.float64).copy(), []
-    for _ in range(count):
-        peak = float(np.abs(left).max(initial=0.0))
-        scale = peak / INT8_LEVELS if peak > 0 else 1.0
-        codes = np.rint(left / scale)  # |left / scale| <= 127 up to a rounding step
-        left -= codes * scale
-        levels.append((codes.astype(np.int8), scale))
-        remainder.append(float(np.sqrt((left * left).sum())) * (1 + 2.0**-40))
-    return levels, remainder
-
-
 def two_level_products(
     codes: np.ndarray, fine_codes: np.ndarray, unit: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -334,7 +203,7 @@ def _fbgemm_engine():
     torch.backends.quantized.engine = "fbgemm"
     try:
         with warnings.catch_warnings():
-            # torch 2.13 warns that quantized tensors are deprecated (see the module docstring).
+            # torch 2.13 warns that quantized tensors are deprecated (see first_level_products).
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
             yield torch
     finally:
@@ -474,7 +343,7 @@ def _packed_query(unit: np.ndarray, query_levels: int) -> tuple[np.ndarray, floa
     zero_point = int(np.clip(round(-low / scale), 0, query_levels))
     levels = np.clip(np.rint(unit / scale) + zero_point, 0, query_levels) - zero_point
     error = float(np.sqrt(((unit - levels * scale) ** 2).sum()))
-    return (levels * scale).astype(np.float32), scale, zero_point, float(_round_up(np.array([error]))[0])
+    return (levels * scale).astype(np.float32), scale, zero_point, float(round_up(np.array([error]))[0])
 
 
 @functools.lru_cache(maxsize=None)
