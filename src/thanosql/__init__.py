@@ -32,7 +32,6 @@ from .errors import (
     PlanError,
     ThanoSQLError,
     ThanoSQLSyntaxError,
-    ThanoSyntaxError,
 )
 from .parser import parse
 
@@ -45,7 +44,6 @@ __all__ = [
     "Settings",
     "ThanoSQLError",
     "ThanoSQLSyntaxError",
-    "ThanoSyntaxError",
     "connect",
     "parse",
     "load_ipython_extension",

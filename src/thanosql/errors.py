@@ -111,9 +111,6 @@ class ThanoSQLSyntaxError(ThanoSQLError):
     """The tokenizer or parser could not read the cell; always carries a span."""
 
 
-ThanoSyntaxError = ThanoSQLSyntaxError
-
-
 class PlanError(ThanoSQLError):
     """A statement that reads well but asks for something impossible: bad option, unknown column."""
 

@@ -70,10 +70,6 @@ def _bool(default=False, doc="", **more):
     return OptionSpec((bool,), default, None, doc, **more)
 
 
-def _list(default=None, doc="", **more):
-    return OptionSpec((tuple,), default, None, doc, **more)
-
-
 def older_spellings(specs: dict[str, OptionSpec]) -> dict[str, str]:
     """Older spelling -> option, for the options of one table.
 
