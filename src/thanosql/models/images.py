@@ -21,6 +21,11 @@ import numpy as np
 
 from ..errors import DatasetError
 
+# The channel statistics of ImageNet, with which torchvision's ImageNet-trained networks (and so
+# the SimCLR ResNet and uploaded PyTorch encoders here) normalise their input.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 # Reduced-size JPEG decoding keeps at least this many times the model's input side, so that the
 # model's own (antialiased) resize still does most of the downscaling: the preprocessed pixels then
 # differ from a full decode's by a fraction of a grey level on average, where decoding straight to

@@ -17,13 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .images import embed_image_batches
+from .images import IMAGENET_MEAN, IMAGENET_STD, embed_image_batches
 from .store import ModelInfo, ModelStore
 from .weights import is_torchscript
 
 MODEL_FILE = "model.pt"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256}
 
 

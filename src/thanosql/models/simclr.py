@@ -27,15 +27,13 @@ import numpy as np
 from .. import options
 from ..errors import ModelError, Span
 from .epochs import TrainingReport, run_epochs
-from .images import decode_for_training, embed_image_batches, read_training_images, _read_errors
+from .images import IMAGENET_MEAN, IMAGENET_STD, decode_for_training, embed_image_batches, read_training_images, _read_errors
 from .store import ModelInfo, ModelStore
 
 ARCH = "resnet18"
 EMBEDDING_DIM = 512
 WEIGHTS_FILE = "weights.pt"
 HEAD_FILE = "head.pt"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # torchvision's ImageNet weights of ResNet-18 (ResNet18_Weights.IMAGENET1K_V1); the file name ends
 # with the first hex digits of its SHA-256, as torch.hub checks them.
