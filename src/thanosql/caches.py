@@ -57,6 +57,10 @@ class LRU:
         with self.lock:
             return self._entries.pop(key, None)
 
+    def pop_oldest(self) -> Any:
+        with self.lock:
+            return self._entries.popitem(last=False)[1] if self._entries else None
+
     def forget(self, keep: Callable[[Hashable, Any], bool]) -> None:
         """Drop every entry for which ``keep(key, value)`` is false."""
         with self.lock:
@@ -178,8 +182,7 @@ class IndexCache:
         with self._cache.lock:
             self._cache.put(key, entry)
             while len(self._cache) > 1 and sum(e.index.nbytes for e in self._cache.values()) > self.max_bytes:
-                oldest = next(iter(self._cache._entries))
-                self._cache.pop(oldest)
+                self._cache.pop_oldest()
 
     def drop(self, key: Hashable) -> None:
         self._cache.pop(key)

@@ -127,31 +127,19 @@ class Database:
         waits), then closed, unless pinned or nested."""
         local = self._local
         if getattr(local, "connection", None) is not None:
-            local.depth += 1
-            try:
-                yield local.connection
-            finally:
-                local.depth -= 1
+            yield local.connection  # nested in this thread: the outer block owns it
             return
         pinned = self._take_pinned()
-        if pinned is not None:
-            local.connection, local.depth = pinned, 1
-            try:
-                yield pinned
-            finally:
-                local.connection, local.depth = None, 0
-                if pinned is not self._pinned:
-                    _close(pinned, self.path)
-                self._pin_lock.release()
-            return
-        connection = self._unpark() or self._open()
-        local.connection, local.depth = connection, 1
+        connection = pinned or self._unpark() or self._open()
+        local.connection = connection
         try:
             yield connection
         finally:
-            local.connection, local.depth = None, 0
+            local.connection = None
             if connection is not self._pinned:
                 self._park(connection)
+            if pinned is not None:
+                self._pin_lock.release()
 
     # -- keeping a connection between uses -------------------------------------------------------
 

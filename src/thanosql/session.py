@@ -140,18 +140,19 @@ class Session:
     def __init__(self, settings: Settings, notify: Callable[[Any], None] | None = None) -> None:
         self.settings = settings
         self.notify = notify or _print_notice
-        _prepare_workspace(settings.workspace)
-        self.database = Database(
-            settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout, notify=self._notice
-        )
+        self.database = self._open_workspace(settings)
         self.caches = Caches()
         # Per thread: the results of the running statement's nested steps, registered on each
         # connection that statement opens (never on another thread's).
         self._local = threading.local()
         self._recover()
 
-    def _notice(self, message: str) -> None:
-        self.notify(message)
+    def _open_workspace(self, settings: Settings) -> Database:
+        """The workspace folder made (a clear error where it cannot be) and its database."""
+        _prepare_workspace(settings.workspace)
+        # Through a lambda: the magic and tests may rebind self.notify later.
+        return Database(settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout,
+                        notify=lambda message: self.notify(message))
 
     def _recover(self) -> None:
         """Finish or undo what killed statements left in the stores (stores.py)."""
@@ -398,10 +399,7 @@ class Session:
         when that succeeded (a failed switch leaves it where it was)."""
         settings = replace(self.settings, **changes)
         if settings.workspace != self.settings.workspace or settings.lock_timeout != self.settings.lock_timeout:
-            _prepare_workspace(settings.workspace)
-            database = Database(
-                settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout, notify=self._notice
-            )
+            database = self._open_workspace(settings)
             self.database.close()
             self.database = database
             self.caches.clear()
