@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(PY) -m pytest -q -ra
 
 tutorial: setup

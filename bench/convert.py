@@ -147,8 +147,10 @@ def reduced_decode_error(path: Path) -> str:
         return float((np.abs(preprocess(open_image(path, input_size)).numpy() - full) * std * 255).mean())
 
     # input_size=224 // DRAFT_MARGIN asks open_image for a margin of 1 at 224 px.
-    return (f"reduced decode differs by {grey_levels(224):.2f} grey levels on average "
-            f"(margin {DRAFT_MARGIN}); {grey_levels(224 // DRAFT_MARGIN):.2f} with a margin of 1")
+    return (
+        f"reduced decode differs by {grey_levels(224):.2f} grey levels on average "
+        f"(margin {DRAFT_MARGIN}); {grey_levels(224 // DRAFT_MARGIN):.2f} with a margin of 1"
+    )
 
 
 def setup(root: Path, args):
@@ -200,7 +202,7 @@ def measure(session, sets, models, args) -> list[tuple]:
             reference, mine, ratios, ceiling, our_ceiling = [], [], [], [], []
             for round_number in range(args.repeats):
                 runs = {}
-                for side in (("reference", "ours") if round_number % 2 == 0 else ("ours", "reference")):
+                for side in ("reference", "ours") if round_number % 2 == 0 else ("ours", "reference"):
                     if side == "reference":
                         expected, runs[side] = reference_loop(model, preprocess, paths, args.batch_size)
                     else:
@@ -214,9 +216,20 @@ def measure(session, sets, models, args) -> list[tuple]:
                 our_ceiling.append(encoder_only(encode, size, 2 * args.batch_size, args.batch_size))
             cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
             median = statistics.median
-            rows.append((arch, set_name, len(paths), median(reference), median(mine), median(ratios),
-                         median(ceiling), median(our_ceiling), float(np.abs(got - expected).max()),
-                         float(cos.min())))
+            rows.append(
+                (
+                    arch,
+                    set_name,
+                    len(paths),
+                    median(reference),
+                    median(mine),
+                    median(ratios),
+                    median(ceiling),
+                    median(our_ceiling),
+                    float(np.abs(got - expected).max()),
+                    float(cos.min()),
+                )
+            )
             print(f"  {arch} on {set_name} images: ratios " + " ".join(f"{r:.2f}" for r in ratios), flush=True)
     return rows
 
@@ -231,8 +244,10 @@ def main() -> None:
 
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}; batch size {args.batch_size}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}; batch size {args.batch_size}"
+    )
     root = Path(tempfile.mkdtemp(prefix="thanosql-bench-"))
     try:
         session, sets, models = setup(root, args)
@@ -243,13 +258,17 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"{'model':10s} {'images':11s} {'open_clip':>10s} {'CONVERT':>8s} {'ratio':>6s} {'target':>6s} "
-          f"{'encoders':>13s} {'max |diff|':>10s} {'min cos':>8s}   (img/s)")
+    print(
+        f"{'model':10s} {'images':11s} {'open_clip':>10s} {'CONVERT':>8s} {'ratio':>6s} {'target':>6s} "
+        f"{'encoders':>13s} {'max |diff|':>10s} {'min cos':>8s}   (img/s)"
+    )
     for arch, set_name, count, reference, mine, ratio, ceiling, our_ceiling, diff, cos in rows:
         target = TARGETS.get((arch, set_name))
         shown = f"{target:.1f}x" if target else "-"
-        print(f"{arch:10s} {f'{count} {set_name}':11s} {reference:10.1f} {mine:8.1f} {ratio:5.2f}x "
-              f"{shown:>6s} {ceiling:6.1f} {our_ceiling:6.1f} {diff:10.1e} {cos:8.5f}")
+        print(
+            f"{arch:10s} {f'{count} {set_name}':11s} {reference:10.1f} {mine:8.1f} {ratio:5.2f}x "
+            f"{shown:>6s} {ceiling:6.1f} {our_ceiling:6.1f} {diff:10.1e} {cos:8.5f}"
+        )
     print("medians over the rounds; ratio = median of the rounds' ratios; encoders = open_clip's")
     print("encode_image and ours alone on ready tensors: what a pipeline reaches if decoding were free")
 

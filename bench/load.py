@@ -98,10 +98,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
-        result = {"loop": lambda: statement_loop(rest[0], int(rest[1]), float(rest[2])),
-                  "raw": lambda: raw_loop(rest[0], float(rest[1])),
-                  "reader": lambda: reader_loop(rest[0], float(rest[1]), rest[2] if len(rest) > 2 else None),
-                  "train": lambda: train(rest[0], int(rest[1]), rest[2])}[kind]()
+        result = {
+            "loop": lambda: statement_loop(rest[0], int(rest[1]), float(rest[2])),
+            "raw": lambda: raw_loop(rest[0], float(rest[1])),
+            "reader": lambda: reader_loop(rest[0], float(rest[1]), rest[2] if len(rest) > 2 else None),
+            "train": lambda: train(rest[0], int(rest[1]), rest[2]),
+        }[kind]()
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as scratch:
@@ -111,8 +113,9 @@ def main() -> None:
 def train(workspace: str, epochs: int, done_file: str) -> dict:
     started = time.perf_counter()
     with thanosql.connect(workspace, progress=False, notify=lambda _: None) as session:
-        session.execute(f"BUILD MODEL m USING SimCLR OPTIONS (max_epochs={epochs}, overwrite=True) "
-                        "AS SELECT * FROM pics")
+        session.execute(
+            f"BUILD MODEL m USING SimCLR OPTIONS (max_epochs={epochs}, overwrite=True) AS SELECT * FROM pics"
+        )
     Path(done_file).write_text("done")
     return {"train_s": time.perf_counter() - started}
 
@@ -132,11 +135,15 @@ def run(root: Path, seconds: float, epochs: int) -> None:
     print(f"  raw DuckDB, one connection kept open : {rate(raw):8.0f} /s")
     print(f"  thanosql, one process                : {rate(one):8.0f} /s   ({rate(one) / rate(raw):.2f}x raw)")
     total = sum(rate(r) for r in both)
-    print(f"  thanosql, two processes, one workspace: {rate(both[0]):.0f} + {rate(both[1]):.0f} = {total:.0f} /s "
-          f"({total / rate(one):.2f}x one process); longest INSERT+SELECT pair "
-          f"{1e3 * max(r['max_pair_s'] for r in both):.0f} ms")
+    print(
+        f"  thanosql, two processes, one workspace: {rate(both[0]):.0f} + {rate(both[1]):.0f} = {total:.0f} /s "
+        f"({total / rate(one):.2f}x one process); longest INSERT+SELECT pair "
+        f"{1e3 * max(r['max_pair_s'] for r in both):.0f} ms"
+    )
     inserted = sum(r["statements"] // 2 for r in both)
-    print(f"  rows in the shared table: {rows:,} of {inserted:,} inserted ({'none lost' if rows == inserted else 'LOST'})")
+    print(
+        f"  rows in the shared table: {rows:,} of {inserted:,} inserted ({'none lost' if rows == inserted else 'LOST'})"
+    )
 
     print(f"\nA reader beside a process training SimCLR ({epochs} epochs, 256 images)")
     from tiny_clip import make_images
@@ -150,10 +157,14 @@ def run(root: Path, seconds: float, epochs: int) -> None:
     trainer = worker("train", str(train_ws), str(epochs), str(done))
     beside = collect(worker("reader", str(train_ws), "3600", str(done)))
     trained = collect(trainer)
-    print(f"  reader alone         : {alone['count']:5d} SELECTs, median {alone['median_ms']:6.1f} ms, "
-          f"longest {alone['max_ms']:7.1f} ms")
-    print(f"  reader while training: {beside['count']:5d} SELECTs, median {beside['median_ms']:6.1f} ms, "
-          f"longest {beside['max_ms']:7.1f} ms  (training took {trained['train_s']:.1f} s)")
+    print(
+        f"  reader alone         : {alone['count']:5d} SELECTs, median {alone['median_ms']:6.1f} ms, "
+        f"longest {alone['max_ms']:7.1f} ms"
+    )
+    print(
+        f"  reader while training: {beside['count']:5d} SELECTs, median {beside['median_ms']:6.1f} ms, "
+        f"longest {beside['max_ms']:7.1f} ms  (training took {trained['train_s']:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -52,16 +52,18 @@ def pixels(session, paths) -> np.ndarray:
     """Raw gray pixels of each image, as rows."""
     from PIL import Image
 
-    return np.stack([
-        np.asarray(Image.open(session.resolve_path(path)).convert("L"), dtype=np.float32).ravel() for path in paths
-    ])
+    return np.stack(
+        [np.asarray(Image.open(session.resolve_path(path)).convert("L"), dtype=np.float32).ravel() for path in paths]
+    )
 
 
 def convert(session, model: str, table: str) -> np.ndarray:
     """CONVERT ``table``'s images with ``model`` into the table ``<model>_<table>``; its
     embeddings as rows, in image_path order."""
-    session.execute(f"CREATE OR REPLACE TABLE {model}_{table} AS SELECT * FROM (CONVERT USING {model} "
-                    f"OPTIONS (image_col='image_path') AS SELECT * FROM {table})")
+    session.execute(
+        f"CREATE OR REPLACE TABLE {model}_{table} AS SELECT * FROM (CONVERT USING {model} "
+        f"OPTIONS (image_col='image_path') AS SELECT * FROM {table})"
+    )
     column = session.query(f"SELECT convert_result FROM {model}_{table} ORDER BY image_path").column("convert_result")
     return np.stack(column.to_numpy(zero_copy_only=False))
 
@@ -80,8 +82,12 @@ def load_digits(session) -> None:
     if session.table_exists("digits_test"):
         return
     session.execute("GET THANOSQL DATASET digits_data OPTIONS (overwrite=True)")
-    session.execute("COPY digits_train OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_train.csv'")
-    session.execute("COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'")
+    session.execute(
+        "COPY digits_train OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_train.csv'"
+    )
+    session.execute(
+        "COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'"
+    )
 
 
 def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
@@ -91,8 +97,10 @@ def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
 
     load_digits(session)
     started = time.perf_counter()
-    session.execute(f"BUILD MODEL digits_simclr USING SimCLR OPTIONS (image_col='image_path', overwrite=True, "
-                    f"{options}) AS SELECT * FROM digits_train")
+    session.execute(
+        f"BUILD MODEL digits_simclr USING SimCLR OPTIONS (image_col='image_path', overwrite=True, "
+        f"{options}) AS SELECT * FROM digits_train"
+    )
     train_seconds = time.perf_counter() - started
     trained = session.models.get("digits_simclr")
     _, _, config = simclr.read_simclr_model(trained)
@@ -100,8 +108,9 @@ def digits_report(session, options: str = "max_epochs=1") -> DigitsReport:
 
     torch.manual_seed(config.seed)
     untrained = simclr.build_backbone(config.stem).eval()
-    simclr.store_simclr_model(session.models, "digits_untrained", untrained, simclr.build_head(), config,
-                              overwrite=True)
+    simclr.store_simclr_model(
+        session.models, "digits_untrained", untrained, simclr.build_head(), config, overwrite=True
+    )
     scores = {model: convert(session, model, "digits_test") for model in ("digits_simclr", "digits_untrained")}
     rows = session.query("SELECT image_path, label FROM digits_test ORDER BY image_path")
     paths, labels = rows.column("image_path").to_pylist(), np.asarray(rows.column("label").to_pylist())
@@ -158,19 +167,23 @@ def shapes_report(session, options: str = "max_epochs=5", k: int = 5) -> tuple[S
 
     load_shapes(session)
     started = time.perf_counter()
-    session.execute(f"BUILD MODEL shapes_clip USING CLIP OPTIONS (image_col='image_path', text_col='ai_description', "
-                    f"overwrite=True, {options}) AS SELECT * FROM shapes_train")
+    session.execute(
+        f"BUILD MODEL shapes_clip USING CLIP OPTIONS (image_col='image_path', text_col='ai_description', "
+        f"overwrite=True, {options}) AS SELECT * FROM shapes_train"
+    )
     train_seconds = time.perf_counter() - started
     arch, config, model, _ = clip_training.new_clip_model(None)
-    clip.store_clip_model(session.models, "shapes_clip_untrained", model.eval(), arch=arch, config=config,
-                          pretrained=None, overwrite=True)
+    clip.store_clip_model(
+        session.models, "shapes_clip_untrained", model.eval(), arch=arch, config=config, pretrained=None, overwrite=True
+    )
     return _score_clip(session, "shapes_clip", k, train_seconds), _score_clip(session, "shapes_clip_untrained", k, 0.0)
 
 
 def _score_clip(session, model: str, k: int, train_seconds: float) -> ShapesReport:
     images = _unit(convert(session, model, "shapes_test"))
-    captions = session.query("SELECT ai_description FROM shapes_test ORDER BY image_path").column(
-        "ai_description").to_pylist()
+    captions = (
+        session.query("SELECT ai_description FROM shapes_test ORDER BY image_path").column("ai_description").to_pylist()
+    )
     adapter = session.model(model)
     own = np.argsort(-(_unit(adapter.embed_texts(captions)) @ images.T), axis=1, kind="stable")[:, :k]
     recall = float(np.mean([index in row for index, row in enumerate(own)]))
@@ -178,7 +191,9 @@ def _score_clip(session, model: str, k: int, train_seconds: float) -> ShapesRepo
     wanted = sorted(set(seen))
     texts = _unit(adapter.embed_texts([query_words(*words) for words in wanted]))
     top = np.argsort(-(texts @ images.T), axis=1, kind="stable")[:, :k]
-    hits = np.array([[[seen[j][part] == words[part] for part in range(3)] for j in row] for words, row in zip(wanted, top)])
+    hits = np.array(
+        [[[seen[j][part] == words[part] for part in range(3)] for j in row] for words, row in zip(wanted, top)]
+    )
     return ShapesReport(
         recall_at_5=recall,
         count=float(hits[..., 0].mean()),

@@ -24,8 +24,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import thanosql  # noqa: E402
-from thanosql import search  # noqa: E402
+import thanosql
+from thanosql import search
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -162,8 +162,14 @@ def bench_size(session, rows: int, dim: int, queries: int, top_ks, duckdb_repeat
     results = []
     for top_k in top_ks:
         result = bench_top_k(session, reference, probes[1:], dim, top_k, duckdb_repeats)
-        result.update(rows=rows, top_k=top_k, cold_ms=cold_ms, build_peak_mb=build_mb, index_mb=index_mb,
-                      numpy_mb=reference.normalised.nbytes / 2**20)
+        result.update(
+            rows=rows,
+            top_k=top_k,
+            cold_ms=cold_ms,
+            build_peak_mb=build_mb,
+            index_mb=index_mb,
+            numpy_mb=reference.normalised.nbytes / 2**20,
+        )
         results.append(result)
     search.clear(session)
     return results
@@ -188,7 +194,10 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     ok = True
-    with tempfile.TemporaryDirectory() as folder, thanosql.connect(folder, offline=True, progress=False, notify=lambda _: None) as session:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        thanosql.connect(folder, offline=True, progress=False, notify=lambda _: None) as session,
+    ):
         for rows in args.sizes:
             for r in bench_size(session, rows, args.dim, args.queries, args.top_k, args.duckdb_repeats):
                 ok &= r["exact"] and r["same_rows"]

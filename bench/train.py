@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import thanosql  # noqa: E402
-from quality import digits_report, load_digits, shapes_report  # noqa: E402
+import thanosql
+from quality import digits_report, load_digits, shapes_report
 
 EARLIER_SIMCLR = "min_scale=0.7, rotation=0, temperature=0.5"
 
@@ -60,8 +60,9 @@ def plain_lightly_epoch(paths: list[str], batch_size: int) -> float:
     started = time.perf_counter()
     torch.manual_seed(0)
     backbone, head = simclr.build_backbone("small"), simclr.build_head()
-    loader = DataLoader(Files(paths, SimCLRTransform(input_size=32)), batch_size=batch_size, shuffle=True,
-                        drop_last=True, num_workers=0)
+    loader = DataLoader(
+        Files(paths, SimCLRTransform(input_size=32)), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0
+    )
     criterion = NTXentLoss()
     optimizer = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=1e-3)
     for first, second in loader:
@@ -75,8 +76,10 @@ def plain_lightly_epoch(paths: list[str], batch_size: int) -> float:
 def ours_epoch(session) -> tuple[float, int]:
     """Seconds of seed 002's BUILD MODEL (max_epochs=1), and the batch size it chose."""
     started = time.perf_counter()
-    session.execute("BUILD MODEL speed_simclr USING SimCLR OPTIONS (image_col='image_path', max_epochs=1, "
-                    "overwrite=True) AS SELECT * FROM digits_train")
+    session.execute(
+        "BUILD MODEL speed_simclr USING SimCLR OPTIONS (image_col='image_path', max_epochs=1, "
+        "overwrite=True) AS SELECT * FROM digits_train"
+    )
     seconds = time.perf_counter() - started
     return seconds, session.models.get("speed_simclr").options["batch_size"]
 
@@ -89,8 +92,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as workspace:
         session = thanosql.connect(workspace, offline=True, progress=False, notify=lambda notice: None)
         load_digits(session)
-        paths = [str(session.resolve_path(p)) for p in
-                 session.query("SELECT image_path FROM digits_train").column("image_path").to_pylist()]
+        paths = [
+            str(session.resolve_path(p))
+            for p in session.query("SELECT image_path FROM digits_train").column("image_path").to_pylist()
+        ]
         # Warm-up, not timed: imports (torch, torchvision, lightly) and first-call costs on both sides.
         plain_lightly_epoch(paths[:64], 16)
         ours, plain = [], []
@@ -98,29 +103,43 @@ def main(argv=None) -> int:
             seconds, batch_size = ours_epoch(session)
             ours.append(seconds)
             plain.append(plain_lightly_epoch(paths, batch_size))
-        print(f"SimCLR epoch of 1,000 digits, batch {batch_size}: BUILD MODEL {statistics.median(ours):.1f} s, "
-              f"plain lightly loop {statistics.median(plain):.1f} s "
-              f"(ratio {statistics.median(plain) / statistics.median(ours):.2f}x; medians of {args.repeats})")
+        print(
+            f"SimCLR epoch of 1,000 digits, batch {batch_size}: BUILD MODEL {statistics.median(ours):.1f} s, "
+            f"plain lightly loop {statistics.median(plain):.1f} s "
+            f"(ratio {statistics.median(plain) / statistics.median(ours):.2f}x; medians of {args.repeats})"
+        )
         print()
         print("SimCLR on digits (1 epoch, 1,000 images; precision at 4 of 200 held out)")
-        print(f"{'seed':>4} {'defaults':>9} {'earlier':>8} {'pixels':>7} {'untrained':>9} {'923 -> labels':>16} {'train s':>8}")
+        print(
+            f"{'seed':>4} {'defaults':>9} {'earlier':>8} {'pixels':>7} {'untrained':>9} {'923 -> labels':>16} {'train s':>8}"
+        )
         for seed in args.seeds:
             now = digits_report(session, f"max_epochs=1, seed={seed}")
             before = digits_report(session, f"max_epochs=1, seed={seed}, {EARLIER_SIMCLR}")
-            print(f"{seed:>4} {now.trained:>9.3f} {before.trained:>8.3f} {now.pixels:>7.3f} {now.untrained:>9.3f} "
-                  f"{str(now.neighbours_of_923):>16} {now.train_seconds:>8.1f}")
-            print(f"     defaults / pixels = {now.trained / now.pixels:.2f}x, "
-                  f"defaults / untrained = {now.trained / now.untrained:.2f}x")
+            print(
+                f"{seed:>4} {now.trained:>9.3f} {before.trained:>8.3f} {now.pixels:>7.3f} {now.untrained:>9.3f} "
+                f"{str(now.neighbours_of_923):>16} {now.train_seconds:>8.1f}"
+            )
+            print(
+                f"     defaults / pixels = {now.trained / now.pixels:.2f}x, "
+                f"defaults / untrained = {now.trained / now.untrained:.2f}x"
+            )
         print()
-        print("CLIP on shapes (5 epochs, 1,000 captions; top 5 of 200 held out; chance: recall 0.025, "
-              "colour 0.17, shape 0.20, count 0.33)")
-        print(f"{'seed':>4} {'model':>9} {'recall@5':>9} {'colour':>7} {'shape':>6} {'count':>6} {'all 3':>6} "
-              f"{'queries':>8} {'train s':>8}")
+        print(
+            "CLIP on shapes (5 epochs, 1,000 captions; top 5 of 200 held out; chance: recall 0.025, "
+            "colour 0.17, shape 0.20, count 0.33)"
+        )
+        print(
+            f"{'seed':>4} {'model':>9} {'recall@5':>9} {'colour':>7} {'shape':>6} {'count':>6} {'all 3':>6} "
+            f"{'queries':>8} {'train s':>8}"
+        )
         for seed in args.seeds:
             trained, untrained = shapes_report(session, f"seed={seed}")
             for label, report in (("trained", trained), ("untrained", untrained)):
-                print(f"{seed:>4} {label:>9} {report.recall_at_5:>9.3f} {report.colour:>7.2f} {report.shape:>6.2f} "
-                      f"{report.count:>6.2f} {report.all_three:>6.2f} {report.queries:>8} {report.train_seconds:>8.1f}")
+                print(
+                    f"{seed:>4} {label:>9} {report.recall_at_5:>9.3f} {report.colour:>7.2f} {report.shape:>6.2f} "
+                    f"{report.count:>6.2f} {report.all_three:>6.2f} {report.queries:>8} {report.train_seconds:>8.1f}"
+                )
         session.close()
     return 0
 

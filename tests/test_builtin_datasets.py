@@ -32,8 +32,11 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +129,9 @@ def test_the_csv_prefix_and_dataset_name_make_a_stand_in_for_mnist_data(tmp_path
     written = generate_digits(tmp_path / "mnist_data", dataset_name="mnist_data", csv_prefix="mnist", train=10, test=10)
 
     assert written == {"mnist_train.csv": 10, "mnist_test.csv": 10}
-    assert _rows(tmp_path / "mnist_data" / "mnist_test.csv")[0]["image_path"].startswith("thanosql-dataset/mnist_data/test/")
+    assert _rows(tmp_path / "mnist_data" / "mnist_test.csv")[0]["image_path"].startswith(
+        "thanosql-dataset/mnist_data/test/"
+    )
 
 
 # ------------------------------------------------------------------------- shapes
@@ -263,21 +268,37 @@ def test_get_of_a_builtin_dataset_twice_writes_identical_files(session, workspac
     assert first[".thanosql-dataset.json"]  # the stamp, too: it holds no timestamp
 
 
-def test_the_image_by_image_tutorial_runs_offline_as_written_with_digits_standing_in_for_mnist(tmp_path, workspace, notices):
+def test_the_image_by_image_tutorial_runs_offline_as_written_with_digits_standing_in_for_mnist(
+    tmp_path, workspace, notices
+):
     import yaml
 
     import thanosql
 
     manifest = tmp_path / "offline.yaml"
-    manifest.write_text(yaml.safe_dump({"datasets": {"mnist_data": {
-        "description": "generated digits under the tutorial's name", "license": "Apache-2.0",
-        "builtin": "digits", "options": {"csv_prefix": "mnist", "train": 100, "test": 50}}}}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "mnist_data": {
+                        "description": "generated digits under the tutorial's name",
+                        "license": "Apache-2.0",
+                        "builtin": "digits",
+                        "options": {"csv_prefix": "mnist", "train": 100, "test": 50},
+                    }
+                }
+            }
+        )
+    )
 
-    with thanosql.connect(workspace, offline=True, progress=False, datasets_manifest=manifest,
-                          notify=notices.append) as session:
+    with thanosql.connect(
+        workspace, offline=True, progress=False, datasets_manifest=manifest, notify=notices.append
+    ) as session:
         session.execute("GET THANOSQL DATASET mnist_data\nOPTIONS (overwrite=True)")
         session.execute('COPY mnist_test \nOPTIONS (overwrite=True)\nFROM "thanosql-dataset/mnist_data/mnist_test.csv"')
-        row = session.execute("SELECT label FROM mnist_test WHERE image_path = 'thanosql-dataset/mnist_data/test/923.jpg'")
+        row = session.execute(
+            "SELECT label FROM mnist_test WHERE image_path = 'thanosql-dataset/mnist_data/test/923.jpg'"
+        )
 
     assert row["label"].tolist() == [8]
     assert (workspace / "thanosql-dataset/mnist_data/test/923.jpg").is_file()

@@ -244,8 +244,13 @@ def test_the_image_dataset_survives_workers_started_with_spawn(tmp_path):
 
     _, preprocess, _ = build_open_clip("tiny_clip", tiny_config())
     paths = make_images(tmp_path, 4, seed=15)
-    loader = DataLoader(ImageFiles(paths, preprocess, 32), batch_size=2, num_workers=1,
-                        collate_fn=collate, multiprocessing_context="spawn")
+    loader = DataLoader(
+        ImageFiles(paths, preprocess, 32),
+        batch_size=2,
+        num_workers=1,
+        collate_fn=collate,
+        multiprocessing_context="spawn",
+    )
     here = collate([ImageFiles(paths, preprocess, 32)[i] for i in range(4)])[1]
     batches = list(loader)
     assert [b[0] for b in batches] == [[0, 1], [2, 3]]

@@ -38,8 +38,7 @@ def vectors(frame, column="convert_result"):
 
 def test_image_embeddings_equal_open_clips_reference_pipeline(tiny, checkpoint):
     frame = tiny.execute(
-        "CONVERT USING tiny OPTIONS (image_col='image_path', convert_type='image', batch_size=5) "
-        "AS SELECT * FROM pics"
+        "CONVERT USING tiny OPTIONS (image_col='image_path', convert_type='image', batch_size=5) AS SELECT * FROM pics"
     )
     paths = [tiny.workspace / "pics" / f"{i}.jpg" for i in range(12)]
     expected = reference_image_embeddings(checkpoint, paths)
@@ -80,7 +79,9 @@ def test_embedding_column_is_a_duckdb_float_array_of_the_models_width(tiny):
     tiny.execute(
         "CREATE TABLE pics_convert AS SELECT * FROM (CONVERT USING tiny OPTIONS (result_col='emb') AS SELECT * FROM pics)"
     )
-    frame = tiny.execute("SELECT typeof(emb) AS kind, len(emb) AS width, count(*) AS rows FROM pics_convert GROUP BY ALL")
+    frame = tiny.execute(
+        "SELECT typeof(emb) AS kind, len(emb) AS width, count(*) AS rows FROM pics_convert GROUP BY ALL"
+    )
     assert frame.to_dict("records") == [{"kind": "FLOAT[32]", "width": 32, "rows": 12}]
 
 
@@ -108,9 +109,7 @@ def test_null_paths_and_texts_give_null_embeddings(tiny):
 
 
 def test_an_existing_result_column_is_replaced_in_place(tiny):
-    frame = tiny.execute(
-        "CONVERT USING tiny OPTIONS (result_col='caption') AS SELECT * FROM pics"
-    )
+    frame = tiny.execute("CONVERT USING tiny OPTIONS (result_col='caption') AS SELECT * FROM pics")
     assert list(frame.columns) == ["image_path", "caption", "n"]
     assert len(frame["caption"][0]) == 32
 

@@ -70,8 +70,9 @@ def test_a_pickled_frame_with_arrays_in_its_cells_becomes_list_columns(session, 
 
     session.execute("COPY arrays FROM 'arrays.pickle'")
 
-    assert session.execute("SELECT image FROM arrays")["image"].map(lambda v: np.asarray(v.tolist()).tolist()).tolist() == [
-        [[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]]
+    assert session.execute("SELECT image FROM arrays")["image"].map(
+        lambda v: np.asarray(v.tolist()).tolist()
+    ).tolist() == [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]]
 
 
 def test_the_format_option_reads_a_file_whatever_its_extension(session, workspace):
@@ -107,13 +108,14 @@ def test_copy_of_a_25_thousand_row_csv_keeps_every_row(session, workspace):
     session.execute("COPY big FROM 'big.csv'")
 
     assert session.execute("SELECT count(*) AS n, sum(k) AS s FROM big").to_dict("records") == [
-        {"n": 25000, "s": sum(i % 7 for i in range(25000))}]
+        {"n": 25000, "s": sum(i % 7 for i in range(25000))}
+    ]
 
 
 def test_a_path_is_passed_to_duckdb_as_a_value_not_pasted_into_sql(session, workspace):
     _csv(workspace, "it's here; DROP TABLE x.csv")
 
-    session.execute("COPY odd FROM \"it's here; DROP TABLE x.csv\"")
+    session.execute('COPY odd FROM "it\'s here; DROP TABLE x.csv"')
 
     assert len(_rows(session, "odd")) == 2
 
@@ -287,7 +289,9 @@ def test_images_outside_the_workspace_keep_absolute_paths(session, tmp_path):
 
     session.execute(f"COPY outside FROM '{tmp_path / 'outside'}/'")
 
-    assert session.execute("SELECT image_path FROM outside")["image_path"].tolist() == [str(tmp_path / "outside" / "x.jpg")]
+    assert session.execute("SELECT image_path FROM outside")["image_path"].tolist() == [
+        str(tmp_path / "outside" / "x.jpg")
+    ]
 
 
 def test_a_folder_without_media_is_a_clear_error(session, workspace):
@@ -308,7 +312,9 @@ def test_a_folder_mixing_images_and_audio_is_refused(session, workspace):
 def test_copy_reads_the_csv_of_a_builtin_dataset(session):
     session.execute("GET THANOSQL DATASET digits_data")
 
-    session.execute("COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'")
+    session.execute(
+        "COPY digits_test OPTIONS (if_exists='replace') FROM 'thanosql-dataset/digits_data/digits_test.csv'"
+    )
 
     frame = session.execute("SELECT * FROM digits_test")
     assert list(frame.columns) == ["image_path", "filename", "label"]

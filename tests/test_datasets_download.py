@@ -154,8 +154,12 @@ def _manifest(tmp_path: Path, datasets: dict, with_builtin: bool = True) -> Path
     if with_builtin:
         datasets = {
             **datasets,
-            "digits_data": {"description": "generated digits", "license": "Apache-2.0", "builtin": "digits",
-                            "options": {"train": 20, "test": 10}},
+            "digits_data": {
+                "description": "generated digits",
+                "license": "Apache-2.0",
+                "builtin": "digits",
+                "options": {"train": 20, "test": 10},
+            },
         }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "datasets": datasets}), encoding="utf-8")
@@ -169,8 +173,9 @@ def connect(workspace, notices):
 
     def open_session(manifest: Path, **settings):
         settings.setdefault("offline", False)
-        session = thanosql.connect(workspace, datasets_manifest=manifest, progress=False,
-                                   notify=notices.append, **settings)
+        session = thanosql.connect(
+            workspace, datasets_manifest=manifest, progress=False, notify=notices.append, **settings
+        )
         sessions.append(session)
         return session
 
@@ -188,7 +193,9 @@ def _dataset_dir_entries(workspace: Path) -> list[str]:
 # ------------------------------------------------------------------------- success
 
 
-def test_an_archive_is_downloaded_checked_and_unpacked_into_the_dataset_folder(tmp_path, server, connect, workspace, notices):
+def test_an_archive_is_downloaded_checked_and_unpacked_into_the_dataset_folder(
+    tmp_path, server, connect, workspace, notices
+):
     body = _zip(TOY_FILES)
     manifest = _manifest(tmp_path, {"toy_data": _entry(server.serve("/toy.zip", body), body)})
     session = connect(manifest)
@@ -224,7 +231,9 @@ def test_a_file_that_is_not_an_archive_is_placed_as_is(tmp_path, server, connect
     assert (workspace / "thanosql-dataset" / "plain" / "plain.csv").read_bytes() == body
 
 
-def test_the_stamp_records_where_each_file_came_from_and_the_checksum_of_every_file_written(tmp_path, server, connect, workspace):
+def test_the_stamp_records_where_each_file_came_from_and_the_checksum_of_every_file_written(
+    tmp_path, server, connect, workspace
+):
     body = _zip(TOY_FILES)
     url = server.serve("/toy.zip", body)
     session = connect(_manifest(tmp_path, {"toy_data": _entry(url, body)}))
@@ -385,7 +394,9 @@ def test_a_copy_moved_aside_by_a_killed_overwrite_is_put_back(tmp_path, connect,
     assert _dataset_dir_entries(workspace) == ["digits_data"]
 
 
-def test_leftovers_are_told_by_their_lock_not_by_a_process_number_that_may_be_in_use_again(tmp_path, connect, workspace):
+def test_leftovers_are_told_by_their_lock_not_by_a_process_number_that_may_be_in_use_again(
+    tmp_path, connect, workspace
+):
     # Process 1 is always alive: a leftover named after it must still be recognised as abandoned
     # (nobody holds its lock), or a reused process number would keep it forever.
     session = connect(_manifest(tmp_path, {}))
@@ -435,7 +446,9 @@ def test_overwrite_downloads_again_and_replaces_the_old_files(tmp_path, server, 
 # ------------------------------------------------------------------------- offline
 
 
-def test_offline_fails_at_once_without_a_request_naming_the_url_and_the_builtins(tmp_path, server, workspace, monkeypatch):
+def test_offline_fails_at_once_without_a_request_naming_the_url_and_the_builtins(
+    tmp_path, server, workspace, monkeypatch
+):
     body = _zip(TOY_FILES)
     url = server.serve("/toy.zip", body)
     manifest = _manifest(tmp_path, {"toy_data": _entry(url, body, alternative="digits_data")})
@@ -476,8 +489,9 @@ def test_a_builtin_dataset_is_made_offline(tmp_path, connect, workspace):
 
 def test_a_dataset_missing_a_table_the_manifest_lists_is_not_kept(tmp_path, server, connect, workspace):
     body = _zip(TOY_FILES)
-    entry = _entry(server.serve("/toy.zip", body), body,
-                   tables={"toy": {"file": "other.csv", "columns": ["image_path"]}})
+    entry = _entry(
+        server.serve("/toy.zip", body), body, tables={"toy": {"file": "other.csv", "columns": ["image_path"]}}
+    )
     session = connect(_manifest(tmp_path, {"toy_data": entry}))
 
     with pytest.raises(DatasetError, match="no other.csv"):
@@ -577,8 +591,11 @@ def test_the_mnist_recipe_writes_balanced_jpegs_and_csvs_from_idx_files(tmp_path
 def test_the_mnist_recipe_fails_clearly_on_a_file_that_is_not_idx(tmp_path, server, mnist_entry, connect, workspace):
     entry, _ = mnist_entry
     garbage = gzip.compress(b"<html>not mnist</html>", mtime=0)
-    entry["files"][0] = {"url": server.serve("/mnist/train-images-idx3-ubyte.gz", garbage),
-                         "sha256": _sha256(garbage), "size": len(garbage)}
+    entry["files"][0] = {
+        "url": server.serve("/mnist/train-images-idx3-ubyte.gz", garbage),
+        "sha256": _sha256(garbage),
+        "size": len(garbage),
+    }
     session = connect(_manifest(tmp_path, {"mnist_data": entry}))
 
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz is not an idx file"):
@@ -589,8 +606,18 @@ def test_the_mnist_recipe_fails_clearly_on_a_file_that_is_not_idx(tmp_path, serv
 
 # ------------------------------------------------------------------------- Unsplash recipe
 
-TSV_HEADER = ["photo_id", "photo_url", "photo_image_url", "photo_submitted_at", "photo_featured",
-              "photo_width", "photo_height", "photo_description", "photographer_username", "ai_description"]
+TSV_HEADER = [
+    "photo_id",
+    "photo_url",
+    "photo_image_url",
+    "photo_submitted_at",
+    "photo_featured",
+    "photo_width",
+    "photo_height",
+    "photo_description",
+    "photographer_username",
+    "ai_description",
+]
 
 
 @pytest.fixture
@@ -598,30 +625,58 @@ def unsplash_entry(server):
     """An Unsplash Lite archive with four photos, one of them a dead link."""
     rows = []
     for i, (photo_id, description) in enumerate(
-        [("XMyPniM9LF0", "Woman exploring a forest"), ("rDLBArZUl1c", ""), ("cNDGZ2sQ3Bo", "Rural winter"),
-         ("deadLink000", "Gone")]
+        [
+            ("XMyPniM9LF0", "Woman exploring a forest"),
+            ("rDLBArZUl1c", ""),
+            ("cNDGZ2sQ3Bo", "Rural winter"),
+            ("deadLink000", "Gone"),
+        ]
     ):
         image_url = f"{server.url}/photos/photo-{i}"
         if photo_id != "deadLink000":
             server.serve(f"/photos/photo-{i}", _jpeg(50 * (i + 1), size=16))
-        rows.append([photo_id, f"https://unsplash.com/photos/{photo_id}", image_url, "2020-01-01", "t", "16", "16",
-                     description, "someone", f"ai caption {i}"])
+        rows.append(
+            [
+                photo_id,
+                f"https://unsplash.com/photos/{photo_id}",
+                image_url,
+                "2020-01-01",
+                "t",
+                "16",
+                "16",
+                description,
+                "someone",
+                f"ai caption {i}",
+            ]
+        )
     tsv = "\n".join("\t".join(r) for r in [TSV_HEADER, *rows]) + "\n"
     body = _zip({"photos.tsv000": tsv.encode(), "keywords.tsv000": b"photo_id\tkeyword\n"})
     entry = {
         "description": "Unsplash Lite, small",
         "license": "Unsplash Dataset terms",
-        "files": [{"url": server.serve("/lite/latest.zip", body), "sha256": None, "size": None,
-                   "unverified": "the test's archive changes like Unsplash's 'latest'"}],
+        "files": [
+            {
+                "url": server.serve("/lite/latest.zip", body),
+                "sha256": None,
+                "size": None,
+                "unverified": "the test's archive changes like Unsplash's 'latest'",
+            }
+        ],
         "prepare": "unsplash_lite",
         "options": {"workers": 2},
-        "tables": {"unsplash_data": {"file": "unsplash.csv", "columns": [
-            "photo_id", "image_path", "photo_image_url", "photo_description", "ai_description"]}},
+        "tables": {
+            "unsplash_data": {
+                "file": "unsplash.csv",
+                "columns": ["photo_id", "image_path", "photo_image_url", "photo_description", "ai_description"],
+            }
+        },
     }
     return entry
 
 
-def test_the_unsplash_recipe_downloads_each_photo_and_leaves_out_dead_links(tmp_path, unsplash_entry, connect, workspace, notices):
+def test_the_unsplash_recipe_downloads_each_photo_and_leaves_out_dead_links(
+    tmp_path, unsplash_entry, connect, workspace, notices
+):
     session = connect(_manifest(tmp_path, {"unsplash_data": unsplash_entry}))
 
     session.execute("GET THANOSQL DATASET unsplash_data")
@@ -651,9 +706,12 @@ def test_seed_002_get_and_copy_run_as_written_against_a_local_manifest(tmp_path,
     frame = session.execute("SELECT * \nFROM mnist_train \nLIMIT 5")
     assert list(frame.columns) == ["image_path", "filename", "label"]
     assert session.execute("SELECT count(*) AS n FROM mnist_test")["n"][0] == 20
-    assert session.execute(
-        "SELECT count(*) AS n FROM mnist_test WHERE image_path = 'thanosql-dataset/mnist_data/test/923.jpg'"
-    )["n"][0] == 1
+    assert (
+        session.execute(
+            "SELECT count(*) AS n FROM mnist_test WHERE image_path = 'thanosql-dataset/mnist_data/test/923.jpg'"
+        )["n"][0]
+        == 1
+    )
     assert notices == ["Success"] * 3
 
 
@@ -661,7 +719,9 @@ def test_seed_000_get_and_copy_run_as_written_against_a_local_manifest(tmp_path,
     session = connect(_manifest(tmp_path, {"unsplash_data": unsplash_entry}))
 
     session.execute("GET THANOSQL DATASET unsplash_data\nOPTIONS (overwrite=True)")
-    session.execute("COPY unsplash_data\nOPTIONS (if_exists='replace')\nFROM 'thanosql-dataset/unsplash_data/unsplash.csv'")
+    session.execute(
+        "COPY unsplash_data\nOPTIONS (if_exists='replace')\nFROM 'thanosql-dataset/unsplash_data/unsplash.csv'"
+    )
 
     frame = session.execute("SELECT *\nFROM unsplash_data\nLIMIT 5")
     assert list(frame.columns) == ["photo_id", "image_path", "photo_image_url", "photo_description", "ai_description"]
@@ -710,7 +770,9 @@ def test_an_archive_within_its_declared_unpacked_size_is_unpacked(tmp_path, serv
     assert (workspace / "thanosql-dataset" / "toy_data" / "toy.csv").read_bytes() == TOY_FILES["toy.csv"]
 
 
-def test_an_archive_that_unpacks_past_its_declared_size_is_stopped_and_leaves_nothing(tmp_path, server, connect, workspace):
+def test_an_archive_that_unpacks_past_its_declared_size_is_stopped_and_leaves_nothing(
+    tmp_path, server, connect, workspace
+):
     body = _tar_gz({"big.bin": bytes(100_000)})
     entry = _entry(server.serve("/toy.tar.gz", body), body)
     entry["files"][0]["unpacked_size"] = 1_000
@@ -719,7 +781,9 @@ def test_an_archive_that_unpacks_past_its_declared_size_is_stopped_and_leaves_no
     with pytest.raises(DatasetError) as caught:
         session.execute("GET THANOSQL DATASET toy_data")
 
-    assert "toy.tar.gz unpacks to more than the 1,000 bytes the manifest declares (unpacked_size)" in caught.value.message
+    assert (
+        "toy.tar.gz unpacks to more than the 1,000 bytes the manifest declares (unpacked_size)" in caught.value.message
+    )
     assert _dataset_dir_entries(workspace) == []
 
 
@@ -764,11 +828,14 @@ def small_disk(workspace):
     folder.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command here; test_a_file_size_limit_while_generating_... covers a full disk")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
-                    "test_a_file_size_limit_while_generating_... covers a full disk")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
+            "test_a_file_size_limit_while_generating_... covers a full disk"
+        )
     yield folder
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
@@ -781,7 +848,9 @@ def _digits_manifest(tmp_path: Path, name: str = "manifest.yaml", **options) -> 
     return path
 
 
-def test_a_full_disk_while_generating_a_dataset_is_a_clear_error_and_leaves_nothing(tmp_path, connect, workspace, small_disk):
+def test_a_full_disk_while_generating_a_dataset_is_a_clear_error_and_leaves_nothing(
+    tmp_path, connect, workspace, small_disk
+):
     session = connect(_digits_manifest(tmp_path, train=1000, test=200))
 
     with pytest.raises(DiskFullError) as caught:
@@ -804,7 +873,9 @@ def test_a_full_disk_during_an_overwrite_keeps_the_old_dataset(tmp_path, connect
     assert _dataset_dir_entries(workspace) == ["digits_data"]
 
 
-def test_a_full_disk_while_downloading_is_not_reported_as_a_broken_transfer(tmp_path, server, connect, workspace, small_disk):
+def test_a_full_disk_while_downloading_is_not_reported_as_a_broken_transfer(
+    tmp_path, server, connect, workspace, small_disk
+):
     body = os.urandom(1 << 20)
     session = connect(_manifest(tmp_path, {"big_data": _entry(server.serve("/big.bin", body), body)}))
     written = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
@@ -819,7 +890,9 @@ def test_a_full_disk_while_downloading_is_not_reported_as_a_broken_transfer(tmp_
     assert _dataset_dir_entries(workspace) == []
 
 
-def test_a_dataset_larger_than_the_free_space_is_refused_before_any_download(tmp_path, server, connect, workspace, small_disk):
+def test_a_dataset_larger_than_the_free_space_is_refused_before_any_download(
+    tmp_path, server, connect, workspace, small_disk
+):
     body = os.urandom(1 << 20)
     session = connect(_manifest(tmp_path, {"big_data": _entry(server.serve("/big.bin", body), body)}))
 
@@ -854,8 +927,12 @@ def test_a_file_size_limit_while_generating_is_a_clear_error_and_leaves_nothing(
     script.write_text(FILE_SIZE_LIMITED_GET)
     manifest = _digits_manifest(tmp_path, train=1000, test=10)  # its train CSV is about 50 KB
 
-    done = subprocess.run([sys.executable, str(script), str(manifest), str(workspace / "thanosql-dataset")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), str(manifest), str(workspace / "thanosql-dataset")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 3, done.stderr
     assert "the disk is full: writing dataset 'digits_data' failed" in done.stdout
@@ -961,17 +1038,26 @@ def _is_complete(folder: Path) -> bool:
     return bool(stamp["files"]) and all(sha256_of(folder / name) == sha for name, sha in stamp["files"].items())
 
 
-@pytest.mark.parametrize("moment", [
-    "while building", "before the old copy moves aside", "between the two renames", "after the new copy is in place",
-])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "while building",
+        "before the old copy moves aside",
+        "between the two renames",
+        "after the new copy is in place",
+    ],
+)
 def test_a_get_killed_at_any_moment_leaves_the_old_dataset_or_the_new_one(tmp_path, connect, workspace, moment):
     manifest = _digits_manifest(tmp_path)
     connect(manifest).execute("GET THANOSQL DATASET digits_data")
     (_digits_folder(workspace) / "old-copy.txt").write_text("from before")
     script, marker = tmp_path / "killable_get.py", tmp_path / "stopped"
     script.write_text(KILLABLE_GET)
-    child = subprocess.Popen([sys.executable, str(script), str(workspace), str(manifest), str(marker), moment],
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(workspace), str(manifest), str(marker), moment],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         while not marker.exists():
             assert child.poll() is None, child.stderr.read()

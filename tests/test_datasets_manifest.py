@@ -85,7 +85,9 @@ def test_the_mnist_files_carry_their_published_checksums_and_sizes():
     files = {f.name: (f.sha256, f.size) for f in load_manifest().get("mnist_data").files}
 
     assert files["t10k-labels-idx1-ubyte.gz"] == (
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542)
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        4542,
+    )
     assert files["train-images-idx3-ubyte.gz"][1] == 9912422
     assert all(f.mirrors for f in load_manifest().get("mnist_data").files)
 
@@ -155,7 +157,9 @@ def test_a_file_without_sha256_needs_a_reason(tmp_path):
 
 
 def test_a_file_without_sha256_but_with_a_reason_is_accepted(tmp_path):
-    manifest = load_manifest(_write(tmp_path, {"mine": _entry(files=[_file(sha256=None, unverified="no checksum is published")])}))
+    manifest = load_manifest(
+        _write(tmp_path, {"mine": _entry(files=[_file(sha256=None, unverified="no checksum is published")])})
+    )
 
     assert manifest.get("mine").files[0].sha256 is None
 

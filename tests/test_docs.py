@@ -70,12 +70,12 @@ def test_every_statement_has_a_handler_or_says_it_is_not_supported(record):
 
 def test_the_parsers_keyword_tables_come_from_the_statement_registry():
     records = nodes.STATEMENTS
-    assert Parser.STATEMENT_PARSERS == {record.keyword: record.parse for record in records}
-    assert STATEMENT_KEYWORDS == tuple(dict.fromkeys(record.keyword for record in records))
-    assert TABLE_KEYWORDS == tuple(dict.fromkeys(record.keyword for record in records if record.rows))
-    assert Parser.KEYWORDS == {"TRUE", "FALSE", "NONE"}.union(*(record.keywords for record in records))
-    assert Parser.SECOND_WORDS == {r.keyword: r.second_words for r in records if r.second_words is not None}
-    assert nodes.TABLE_STATEMENTS == tuple(record.node for record in records if record.rows)
+    assert {record.keyword: record.parse for record in records} == Parser.STATEMENT_PARSERS
+    assert tuple(dict.fromkeys(record.keyword for record in records)) == STATEMENT_KEYWORDS
+    assert tuple(dict.fromkeys(record.keyword for record in records if record.rows)) == TABLE_KEYWORDS
+    assert {"TRUE", "FALSE", "NONE"}.union(*(record.keywords for record in records)) == Parser.KEYWORDS
+    assert {r.keyword: r.second_words for r in records if r.second_words is not None} == Parser.SECOND_WORDS
+    assert tuple(record.node for record in records if record.rows) == nodes.TABLE_STATEMENTS
 
 
 def test_statements_that_share_a_keyword_are_parsed_alike():
@@ -94,7 +94,8 @@ def test_every_node_class_has_one_record():
     assert len(nodes.STATEMENTS) == len(statements)
     parts = {nodes.Option, nodes.Nested, nodes.PassThrough, nodes.InlineInput, nodes.OptionTable, nodes.StatementRecord}
     defined = {
-        value for value in vars(nodes).values()
+        value
+        for value in vars(nodes).values()
         if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == nodes.__name__
     }
     assert defined - parts == statements

@@ -33,8 +33,10 @@ def test_list_table_of_an_empty_workspace_has_its_column_and_no_rows(session):
 
 
 def test_list_table_works_as_a_derived_table(session):
-    session.execute("CREATE TABLE mnist_train AS SELECT 1 AS x; CREATE TABLE mnist_test AS SELECT 1 AS x; "
-                    "CREATE TABLE other AS SELECT 1 AS x")
+    session.execute(
+        "CREATE TABLE mnist_train AS SELECT 1 AS x; CREATE TABLE mnist_test AS SELECT 1 AS x; "
+        "CREATE TABLE other AS SELECT 1 AS x"
+    )
 
     frame = session.execute("SELECT table_name FROM (LIST TABLE) WHERE table_name LIKE 'mnist%' ORDER BY 1")
 
@@ -72,7 +74,9 @@ def test_list_thanosql_model_shows_the_pre_built_models_get_can_fetch(session):
     assert list(frame.columns) == ["name", "class_name", "last_updated_utc", "description"]
     assert frame["name"].tolist() == [row["name"] for row in list_pretrained()]
     assert "clip" in frame["name"].tolist()
-    assert session.execute("SELECT * FROM (LIST THANOSQL MODEL) WHERE name = 'clip'")["class_name"].tolist() == ["CLIPEn"]
+    assert session.execute("SELECT * FROM (LIST THANOSQL MODEL) WHERE name = 'clip'")["class_name"].tolist() == [
+        "CLIPEn"
+    ]
 
 
 def test_list_thanosql_dataset_shows_the_manifest_and_what_is_downloaded(session):
@@ -90,12 +94,24 @@ def test_list_thanosql_dataset_shows_the_manifest_and_what_is_downloaded(session
 
 def test_list_thanosql_dataset_reads_the_manifest_of_the_session(tmp_path, workspace):
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"datasets": {"only_mine": {
-        "description": "mine", "license": "CC0", "data_type": "tabular",
-        "files": [{"url": "https://example.org/m.csv", "sha256": "0" * 64, "size": 1}]}}}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "only_mine": {
+                        "description": "mine",
+                        "license": "CC0",
+                        "data_type": "tabular",
+                        "files": [{"url": "https://example.org/m.csv", "sha256": "0" * 64, "size": 1}],
+                    }
+                }
+            }
+        )
+    )
 
-    with thanosql.connect(workspace, offline=True, progress=False, datasets_manifest=manifest,
-                          notify=lambda _: None) as session:
+    with thanosql.connect(
+        workspace, offline=True, progress=False, datasets_manifest=manifest, notify=lambda _: None
+    ) as session:
         frame = session.execute("SELECT dataset_name, data_type, builtin FROM (LIST THANOSQL DATASET)")
 
     assert frame.to_dict("records") == [{"dataset_name": "only_mine", "data_type": "tabular", "builtin": False}]

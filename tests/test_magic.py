@@ -55,7 +55,9 @@ def test_dash_o_stores_the_result_and_still_shows_it(shell):
 
 
 def test_several_statements_in_a_cell_run_in_order(shell):
-    outcome, printed = run(shell, "%%thanosql\nCREATE TABLE t AS SELECT 1 AS x;\nINSERT INTO t VALUES (5);\nSELECT sum(x) AS s FROM t")
+    outcome, printed = run(
+        shell, "%%thanosql\nCREATE TABLE t AS SELECT 1 AS x;\nINSERT INTO t VALUES (5);\nSELECT sum(x) AS s FROM t"
+    )
     assert outcome.result["s"][0] == 6
     assert "Success" in printed
 

@@ -23,7 +23,13 @@ def make(store, name, content=b"w", **kwargs):
 def test_a_created_model_has_its_files_and_metadata(store):
     make(store, "m", options={"pretrained": "tag"}, source="test")
     info = store.get("m")
-    assert (info.name, info.family, info.arch, info.embedding_dim, info.options) == ("m", "clip", "ViT-X", 8, {"pretrained": "tag"})
+    assert (info.name, info.family, info.arch, info.embedding_dim, info.options) == (
+        "m",
+        "clip",
+        "ViT-X",
+        8,
+        {"pretrained": "tag"},
+    )
     assert (info.path / "weights.pt").read_bytes() == b"w"
     assert json.loads((info.path / "model.json").read_text())["source"] == "test"
 

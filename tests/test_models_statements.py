@@ -210,8 +210,11 @@ def small_encoder():
 
     torch.manual_seed(5)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Conv2d(3, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
     ).eval()
 
 
@@ -222,8 +225,14 @@ def torchvision_reference(module, paths, side):
     from thanosql.models.torchvision_shim import import_torchvision
 
     t = import_torchvision().transforms
-    preprocess = t.Compose([t.Resize(side, interpolation=t.InterpolationMode.BICUBIC), t.CenterCrop(side),
-                            t.ToTensor(), t.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    preprocess = t.Compose(
+        [
+            t.Resize(side, interpolation=t.InterpolationMode.BICUBIC),
+            t.CenterCrop(side),
+            t.ToTensor(),
+            t.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     with torch.no_grad():
         return np.stack([module(preprocess(Image.open(p).convert("RGB"))[None])[0].numpy() for p in paths])
 

@@ -54,7 +54,7 @@ def walk(node):
 
 @pytest.mark.parametrize("case", STATEMENTS, ids=case_id)
 def test_statement_fixture_parses_to_its_golden_repr(case):
-    expected = eval(case.expected, NODE_NAMES)  # noqa: S307 - our own fixture file
+    expected = eval(case.expected, NODE_NAMES)
     assert repr(parse(case.input)) == repr(expected)
 
 
@@ -207,15 +207,15 @@ def test_copy_source_may_be_a_folder_or_json_text():
 @pytest.mark.parametrize(
     "source",
     [
-        "UPLOAD MODEL m FROM \"model.pth\"",
-        "FUNCTION preprocess.video_to_df FROM \"model.pth\"",
-        "PREPROCESS VIDEO USING split FROM \"model.pth\"",
-        "COPY m FROM \"model.pth\"",
+        'UPLOAD MODEL m FROM "model.pth"',
+        'FUNCTION preprocess.video_to_df FROM "model.pth"',
+        'PREPROCESS VIDEO USING split FROM "model.pth"',
+        'COPY m FROM "model.pth"',
     ],
 )
 def test_double_quoted_text_after_from_is_a_path_not_a_name(source):
     statement = only(source)
-    assert getattr(statement, "path", None) or getattr(statement, "source") == "model.pth"
+    assert getattr(statement, "path", None) or statement.source == "model.pth"
 
 
 def test_get_model_with_legacy_alias():
@@ -231,7 +231,7 @@ def test_function_reads_either_a_query_or_a_file():
 
 
 def test_statement_keywords_are_exactly_the_dispatch_table():
-    assert STATEMENT_KEYWORDS == tuple(Parser.STATEMENT_PARSERS)
+    assert tuple(Parser.STATEMENT_PARSERS) == STATEMENT_KEYWORDS
     assert set(STATEMENT_KEYWORDS) == {
         "GET", "COPY", "BUILD", "FIT", "UPLOAD", "DELETE", "CONVERT", "SEARCH", "PRINT",
         "PREDICT", "EVALUATE", "GENERATE", "FUNCTION", "LIST", "TRANSFORM", "PREPROCESS",

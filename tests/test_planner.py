@@ -43,7 +43,9 @@ def test_statements_nested_in_sources_run_innermost_first():
 
 
 def test_an_extension_statement_as_the_source_of_another_reads_its_result():
-    the_plan = plan_of("CONVERT USING m AS SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x') AS SELECT * FROM t")
+    the_plan = plan_of(
+        "CONVERT USING m AS SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x') AS SELECT * FROM t"
+    )
     search, convert = the_plan.steps
     assert convert.source == f"SELECT * FROM {search.output}"
 
@@ -96,7 +98,9 @@ def test_search_by_form_is_sorted_with_top_k_1000_by_default():
 
 
 def test_search_input_type_is_the_older_spelling_of_search_by():
-    (step,) = plan_of("SEARCH IMAGE USING m OPTIONS (search_input_type='text', search_input='x') AS SELECT * FROM t").steps
+    (step,) = plan_of(
+        "SEARCH IMAGE USING m OPTIONS (search_input_type='text', search_input='x') AS SELECT * FROM t"
+    ).steps
     assert step.options["search_by"] == "text"
 
 
@@ -154,15 +158,26 @@ def test_a_step_carries_the_options_written_and_where_as_fields():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=0) AS SELECT * FROM t", "max_epochs must be at least 1, not 0"),
+        (
+            "BUILD MODEL m USING SimCLR OPTIONS (max_epochs=0) AS SELECT * FROM t",
+            "max_epochs must be at least 1, not 0",
+        ),
         ("BUILD MODEL m USING CLIP OPTIONS (batch_size=1) AS SELECT * FROM t", "batch_size must be at least 2, not 1"),
-        ("FIT MODEL n USING m OPTIONS (min_scale=1.5) AS SELECT * FROM t", "min_scale must be above 0 and at most 1, not 1.5"),
+        (
+            "FIT MODEL n USING m OPTIONS (min_scale=1.5) AS SELECT * FROM t",
+            "min_scale must be above 0 and at most 1, not 1.5",
+        ),
         ("BUILD MODEL m USING SimCLR OPTIONS (temperature=0) AS SELECT * FROM t", "temperature must be above 0, not 0"),
         ("CONVERT USING m OPTIONS (num_workers=-1) AS SELECT * FROM t", "num_workers must be at least 0, not -1"),
-        ("SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x', top_k=0) AS SELECT * FROM t",
-         "top_k must be a positive number of rows, not 0"),
+        (
+            "SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='x', top_k=0) AS SELECT * FROM t",
+            "top_k must be a positive number of rows, not 0",
+        ),
         ("PRINT IMAGE OPTIONS (limit=-1) AS SELECT * FROM t", "limit must be 0 or more rows, not -1"),
-        ("UPLOAD MODEL m OPTIONS (framework='pytorch', input_size=-3) FROM 'm.pt'", "input_size must be a positive number of pixels"),
+        (
+            "UPLOAD MODEL m OPTIONS (framework='pytorch', input_size=-3) FROM 'm.pt'",
+            "input_size must be a positive number of pixels",
+        ),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_planner_before_any_handler_runs(text, message):

@@ -82,12 +82,21 @@ def test_print_audio_and_video_list_players(pics, notices):
 @pytest.mark.parametrize(
     "statement, message, hint",
     [
-        ("PRINT IMAGE AS SELECT label FROM pics", "column 'image_path' not found in the rows PRINT reads",
-         "valid columns: label"),
-        ("PRINT IMAGE OPTIONS (image_col='imagepath') AS SELECT * FROM pics", "column 'imagepath' not found",
-         "did you mean 'image_path'?"),
-        ("PRINT IMAGE OPTIONS (image_col='label') AS SELECT * FROM pics", "column 'label' holds int",
-         "column of paths"),
+        (
+            "PRINT IMAGE AS SELECT label FROM pics",
+            "column 'image_path' not found in the rows PRINT reads",
+            "valid columns: label",
+        ),
+        (
+            "PRINT IMAGE OPTIONS (image_col='imagepath') AS SELECT * FROM pics",
+            "column 'imagepath' not found",
+            "did you mean 'image_path'?",
+        ),
+        (
+            "PRINT IMAGE OPTIONS (image_col='label') AS SELECT * FROM pics",
+            "column 'label' holds int",
+            "column of paths",
+        ),
         ("PRINT IMAGE OPTIONS (limit=-1) AS SELECT * FROM pics", "limit must be 0 or more rows, not -1", None),
     ],
 )
@@ -102,8 +111,17 @@ def test_wrong_columns_and_limits_are_explained(pics, statement, message, hint):
 def test_the_command_line_prints_the_paths_and_can_write_the_grid_to_a_page(pics, capsys, tmp_path):
     pics.close()
     page = tmp_path / "out.html"
-    status = cli.main(["-w", str(pics.workspace), "--quiet", "--html", str(page),
-                       "-e", "PRINT IMAGE AS SELECT image_path FROM pics WHERE label = 1"])
+    status = cli.main(
+        [
+            "-w",
+            str(pics.workspace),
+            "--quiet",
+            "--html",
+            str(page),
+            "-e",
+            "PRINT IMAGE AS SELECT image_path FROM pics WHERE label = 1",
+        ]
+    )
     assert status == 0
     assert capsys.readouterr().out.splitlines() == ["pics/1.jpg", "pics/3.jpg", "pics/5.jpg"]
     assert page.read_text().count("data:image/jpeg") == 2

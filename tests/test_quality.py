@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from quality import caption_words, digits_report, precision_at_k, query_words, shapes_report  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from quality import caption_words, digits_report, precision_at_k, query_words, shapes_report
 
 
 def test_precision_counts_the_neighbours_that_share_the_label():

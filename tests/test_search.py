@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import thanosql
+from seeds import SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 from thanosql import ModelError, PlanError
 from thanosql.display import ImageGrid
 from thanosql.search import exact
-from seeds import SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
 from tiny_clip import reference_text_embeddings, save_tiny_checkpoint
 
 MANIFEST = """\
@@ -188,8 +188,13 @@ def test_seed_000_search_returns_the_best_1000_rows_sorted_by_cosine(seed000, ch
     order, scores = expected_order(matrix, query, 1000)
     assert len(result) == 1000
     assert list(result.columns) == [
-        "photo_id", "image_path", "photo_image_url", "photo_description", "ai_description",
-        "convert_result", "search_result",
+        "photo_id",
+        "image_path",
+        "photo_image_url",
+        "photo_description",
+        "ai_description",
+        "convert_result",
+        "search_result",
     ]
     assert result["photo_id"].tolist() == frame["photo_id"].to_numpy()[order].tolist()
     np.testing.assert_array_equal(result["search_result"].to_numpy(), scores[order])
@@ -248,7 +253,10 @@ def test_inline_text_search_scores_every_row_in_table_order(seed000):
     )
     ranked = session.execute(with_options(SEED_000_SEARCH, "top_k=None"))
     assert len(inline) == 1200
-    assert inline["photo_id"].tolist() == session.execute("SELECT photo_id FROM unsplash_data_convert_en")["photo_id"].tolist()
+    assert (
+        inline["photo_id"].tolist()
+        == session.execute("SELECT photo_id FROM unsplash_data_convert_en")["photo_id"].tolist()
+    )
     by_id = dict(zip(ranked["photo_id"], ranked["search_result"]))
     assert all(by_id[i] == score for i, score in zip(inline["photo_id"], inline["search_result"]))
 
@@ -343,8 +351,9 @@ def test_search_by_image_on_the_digits_finds_the_same_digit(tmp_path):
     encoder = torch.jit.script(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(8), torch.nn.Flatten()))
     torch.jit.save(encoder, str(tmp_path / "pixels.pt"))
     (tmp_path / "manifest.yaml").write_text(MANIFEST)
-    with thanosql.connect(tmp_path, offline=True, progress=False, datasets_manifest=tmp_path / "manifest.yaml",
-                          notify=lambda _: None) as session:
+    with thanosql.connect(
+        tmp_path, offline=True, progress=False, datasets_manifest=tmp_path / "manifest.yaml", notify=lambda _: None
+    ) as session:
         session.execute("UPLOAD MODEL pixels OPTIONS (framework='pytorch', input_size=32) FROM 'pixels.pt'")
         session.execute(SEED_002_SETUP[0])
         session.execute(SEED_002_SETUP[2])

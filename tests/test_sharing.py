@@ -58,7 +58,9 @@ def hold_database(workspace: Path, seconds: float, then: str = "") -> subprocess
             connection.execute(sys.argv[3])
         connection.close()
         """,
-        str(workspace / "thanosql.duckdb"), str(seconds), then,
+        str(workspace / "thanosql.duckdb"),
+        str(seconds),
+        then,
     )
     assert holder.stdout.readline().strip() == "holding"
     return holder
@@ -133,7 +135,9 @@ def test_the_command_line_waits_for_a_busy_workspace_without_a_traceback(workspa
     try:
         shown = subprocess.run(
             [sys.executable, "-m", "thanosql.cli", "-w", str(workspace), "-e", "SELECT 1"],
-            capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
             env={**os.environ, "THANOSQL_LOCK_TIMEOUT": "1.5"},
         )
     finally:
@@ -203,15 +207,17 @@ def test_search_sees_an_embedding_another_process_updated(session, workspace):
     matrix = make_embeddings(session)
     query = matrix[10]
     assert best(session, query) == 10
-    finish(python(
-        """
+    finish(
+        python(
+            """
         import sys, thanosql
         with thanosql.connect(sys.argv[1], notify=lambda _: None) as s:
             s.execute("UPDATE t SET emb = (SELECT emb FROM t WHERE id = 10) WHERE id = 77")
             s.execute("UPDATE t SET emb = list_transform(emb, lambda x: -x)::FLOAT[16] WHERE id = 10")
         """,
-        str(workspace),
-    ))
+            str(workspace),
+        )
+    )
     assert best(session, query) == 77
 
 
@@ -302,13 +308,15 @@ def test_the_database_file_is_let_go_soon_after_the_last_statement(session, work
     session.execute("CREATE TABLE t AS SELECT 1 AS x")
     time.sleep(LINGER_S + 0.25)
     # A plain DuckDB process, which does not wait, can open the file: nothing of ours holds it.
-    finish(python(
-        """
+    finish(
+        python(
+            """
         import duckdb, sys
         assert duckdb.connect(sys.argv[1]).execute("SELECT count(*) FROM t").fetchall() == [(1,)]
         """,
-        str(workspace / "thanosql.duckdb"),
-    ))
+            str(workspace / "thanosql.duckdb"),
+        )
+    )
 
 
 # -- while a process trains ----------------------------------------------------------------------------
@@ -332,8 +340,15 @@ def test_other_processes_run_and_see_each_others_writes_while_one_trains(session
     i = 0
     while trainer.poll() is None and i < 40:
         started = time.monotonic()
-        shown = cli(workspace, "--format", "csv", "-e", f"INSERT INTO log VALUES ('cli', {i})",
-                    "-e", "SELECT count(*) AS n FROM log WHERE who = 'notebook'")
+        shown = cli(
+            workspace,
+            "--format",
+            "csv",
+            "-e",
+            f"INSERT INTO log VALUES ('cli', {i})",
+            "-e",
+            "SELECT count(*) AS n FROM log WHERE who = 'notebook'",
+        )
         session.execute(f"INSERT INTO log VALUES ('notebook', {i})")
         seen = session.execute("SELECT count(*) AS n FROM log WHERE who = 'cli'")["n"].tolist()
         waits.append(time.monotonic() - started)
@@ -357,8 +372,10 @@ def test_four_threads_convert_and_search_with_one_model_as_one_thread_would(sess
     make_images(session.workspace / "pics", 8, seed=2)
     session.execute("CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path FROM range(8) r(i)")
     convert = "CONVERT USING tiny OPTIONS (batch_size=4) AS SELECT * FROM pics WHERE {k} >= 0"
-    search_ = ("SELECT image_path, search_result FROM (SEARCH IMAGE USING tiny OPTIONS (search_by='text', "
-               "search_input='picture {k}', top_k=3) AS (CONVERT USING tiny AS SELECT * FROM pics))")
+    search_ = (
+        "SELECT image_path, search_result FROM (SEARCH IMAGE USING tiny OPTIONS (search_by='text', "
+        "search_input='picture {k}', top_k=3) AS (CONVERT USING tiny AS SELECT * FROM pics))"
+    )
     alone = {k: (session.execute(convert.format(k=k)), session.execute(search_.format(k=k))) for k in range(4)}
     seen: dict = {}
 
@@ -370,8 +387,9 @@ def test_four_threads_convert_and_search_with_one_model_as_one_thread_would(sess
     for k, results in seen.items():
         for converted, found in results:
             assert converted["image_path"].tolist() == alone[k][0]["image_path"].tolist()
-            np.testing.assert_allclose(np.stack(converted["convert_result"]), np.stack(alone[k][0]["convert_result"]),
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                np.stack(converted["convert_result"]), np.stack(alone[k][0]["convert_result"]), atol=1e-5
+            )
             assert found["image_path"].tolist() == alone[k][1]["image_path"].tolist()
 
 
@@ -387,10 +405,12 @@ def test_a_script_that_never_closes_its_session_exits_cleanly_and_frees_the_data
     )
     out, err = finish(script)
     assert out.strip() == "['x']" and err == ""  # no warnings from DuckDB's bindings at exit
-    finish(python(
-        """
+    finish(
+        python(
+            """
         import duckdb, sys
         assert duckdb.connect(sys.argv[1]).execute("SELECT x FROM t").fetchall() == [(1,)]
         """,
-        str(workspace / "thanosql.duckdb"),
-    ))
+            str(workspace / "thanosql.duckdb"),
+        )
+    )

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from thanosql import ModelError
-from thanosql.models import load_adapter
-from thanosql.models import simclr
+from thanosql.models import load_adapter, simclr
 from thanosql.models.base import ModelAdapter
 from thanosql.models.images import ImageReadError
 

@@ -37,9 +37,7 @@ def brute_force(matrix, present, query, top_k=None, keep=None):
 def make_table(session, matrix, present=None, name="t", extra=None):
     rows, dim = matrix.shape
     present = np.ones(rows, bool) if present is None else present
-    column = pa.FixedSizeListArray.from_arrays(
-        pa.array(matrix.reshape(-1), pa.float32()), dim, mask=pa.array(~present)
-    )
+    column = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim, mask=pa.array(~present))
     data = {"id": np.arange(rows), "grp": np.arange(rows) % 3, "emb": column, **(extra or {})}
     session.write_table("__incoming", pa.table(data))
     session.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * REPLACE (emb::FLOAT[{dim}] AS emb) FROM __incoming")
@@ -120,9 +118,7 @@ def test_to_matrix_of_a_sliced_fixed_size_list_reads_the_right_rows():
 # -- the compact index -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kind", ["gaussian", "shifted", "one_hot", "tiny_and_huge", "integers"]
-)
+@pytest.mark.parametrize("kind", ["gaussian", "shifted", "one_hot", "tiny_and_huge", "integers"])
 def test_quantisation_bound_holds_for_every_row(kind):
     rng = np.random.default_rng(2)
     matrix = {
@@ -139,7 +135,9 @@ def test_quantisation_bound_holds_for_every_row(kind):
         exact = exact_scores(matrix, present, query)
         # First level: both sides quantised.
         q = quantise(np.asarray(query, np.float32)[None, :], np.array([True]))
-        approx = rows.scale.astype(np.float64) * q.scale[0] * (rows.codes.astype(np.int64) @ q.codes[0].astype(np.int64))
+        approx = (
+            rows.scale.astype(np.float64) * q.scale[0] * (rows.codes.astype(np.int64) @ q.codes[0].astype(np.int64))
+        )
         bound = rows.code_norm * q.residual[0] + rows.residual
         assert np.all(np.abs(exact[valid] - approx[valid]) <= bound[valid] + 1e-6)
         # Second level: the query as it is, the rows to two levels; the bound is far tighter.
@@ -526,7 +524,11 @@ def test_a_direct_write_that_changes_the_row_count_or_a_candidate_is_still_caugh
     direct = session.database.connect
     with direct() as connection:
         connection.execute("DELETE FROM t WHERE id = 5")
-    assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [7, 4000, brute_force(matrix, present, query, 4)[3]]
+    assert ids(search(session, "SELECT * FROM t", "emb", query, top_k=3)) == [
+        7,
+        4000,
+        brute_force(matrix, present, query, 4)[3],
+    ]
     # A new best row: no candidate of the old index moves, only the count tells.
     with direct() as connection:
         connection.execute("INSERT INTO t VALUES (9999, 0, ?::FLOAT[24])", [query.tolist()])
@@ -554,6 +556,7 @@ def test_a_write_elsewhere_keeps_the_index_and_a_write_to_its_table_replaces_it(
     ranking = search(session, "SELECT * FROM t", "emb", query, top_k=5)
     (rebuilt,) = cached_indexes(session)
     assert rebuilt is not index and len(rebuilt) == len(index) - 1
-    assert ids(ranking) == np.delete(np.arange(6000), 7)[brute_force(np.delete(matrix, 7, 0), np.delete(present, 7), query, 5)].tolist()
-
-
+    assert (
+        ids(ranking)
+        == np.delete(np.arange(6000), 7)[brute_force(np.delete(matrix, 7, 0), np.delete(present, 7), query, 5)].tolist()
+    )

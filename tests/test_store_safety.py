@@ -9,7 +9,6 @@ workspace after it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -49,8 +48,9 @@ def outside(workspace):
     """A folder beside the workspace that looks like a model, which no statement may touch."""
     folder = workspace.parent / "somewhere"
     folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"name": "somewhere", "family": "clip", "arch": "x",
-                                                   "embedding_dim": 4}))
+    (folder / "model.json").write_text(
+        json.dumps({"name": "somewhere", "family": "clip", "arch": "x", "embedding_dim": 4})
+    )
     (folder / "precious.txt").write_text("keep me")
     return folder
 
@@ -72,11 +72,11 @@ def test_a_name_that_is_a_path_is_refused(name):
         'DELETE MODEL "./../../somewhere"',
         'DELETE MODEL "../somewhere"',
         "UPLOAD MODEL \"./../../somewhere\" OPTIONS (model_config='tiny_clip.json', overwrite=True) FROM 'tiny.pt'",
-        "CONVERT USING \"./../../somewhere\" AS SELECT * FROM pics",
+        'CONVERT USING "./../../somewhere" AS SELECT * FROM pics',
         "SEARCH IMAGE USING \"../somewhere\" OPTIONS (search_by='text', search_input='x') "
         "AS SELECT *, [1, 0, 0, 0]::FLOAT[4] AS convert_result FROM pics",
-        "BUILD MODEL \"./../../somewhere\" USING SimCLR OPTIONS (overwrite=True, max_epochs=1) AS SELECT * FROM pics",
-        "FIT MODEL \"../somewhere\" USING \"../somewhere\" OPTIONS (overwrite=True) AS SELECT * FROM pics",
+        'BUILD MODEL "./../../somewhere" USING SimCLR OPTIONS (overwrite=True, max_epochs=1) AS SELECT * FROM pics',
+        'FIT MODEL "../somewhere" USING "../somewhere" OPTIONS (overwrite=True) AS SELECT * FROM pics',
         "GET THANOSQL MODEL clip OPTIONS (model_name='../somewhere', overwrite=True, checkpoint='tiny.pt')",
     ],
 )
@@ -156,8 +156,11 @@ POINTS = ["writing-weights", "before-rename-1", "after-rename-1", "after-rename-
 
 def kill_at(point: str, root: Path, tmp_path: Path, body: str) -> None:
     signal_file = tmp_path / f"{point}.ready"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(REPLACE_MODEL), str(root), point,
-                              str(signal_file), body], stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(REPLACE_MODEL), str(root), point, str(signal_file), body],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not signal_file.exists():
         assert child.poll() is None, child.stderr.read()
@@ -189,8 +192,10 @@ def test_a_model_replacement_killed_at_any_point_leaves_the_old_or_the_new_model
 def test_a_writer_still_at_work_is_not_tidied_away_by_another_session(workspace, tmp_path):
     root = workspace / "thanosql-model"
     signal_file = tmp_path / "ready"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(REPLACE_MODEL), str(root), "writing-weights",
-                              str(signal_file), "new"], stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(REPLACE_MODEL), str(root), "writing-weights", str(signal_file), "new"],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not signal_file.exists() and time.monotonic() < deadline:
@@ -216,8 +221,9 @@ def test_an_upload_killed_while_its_weights_are_saved_leaves_nothing_after_a_reo
             "UPLOAD MODEL m OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
     """
     signal_file = tmp_path / "saved"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(files.workspace), str(signal_file)],
-                             stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), str(files.workspace), str(signal_file)], stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not signal_file.exists():
         assert child.poll() is None and time.monotonic() < deadline
@@ -239,8 +245,9 @@ def small_disk(tmp_path):
     """A 48 MiB file system of its own (tmpfs; needs root, as CI and this machine have)."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
     try:
@@ -287,7 +294,9 @@ def test_a_table_write_on_a_full_disk_says_so_and_keeps_the_old_table(small_disk
         session.execute("CREATE TABLE t AS SELECT range AS x FROM range(1000)")
         fill(small_disk, leave=64 * 1024)
         with pytest.raises(ThanoSQLError, match="the disk is full") as caught:
-            session.execute("CREATE OR REPLACE TABLE t AS SELECT range AS x, repeat('y', 100) AS pad FROM range(200000)")
+            session.execute(
+                "CREATE OR REPLACE TABLE t AS SELECT range AS x, repeat('y', 100) AS pad FROM range(200000)"
+            )
         assert "Traceback" not in caught.value.render()
         (small_disk / "filler").unlink()
         assert session.execute("SELECT count(*) AS n FROM t")["n"].tolist() == [1000]

@@ -10,11 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from thanosql import DatasetError, ModelError, PlanError
-from thanosql.errors import Interrupted
-from thanosql.datasets.builtin import generate_digits, generate_shapes
-
 from seeds import SEED_002_BUILD, SEED_002_CONVERT, SEED_002_PRINT, SEED_002_SEARCH
+from thanosql import DatasetError, ModelError, PlanError
+from thanosql.datasets.builtin import generate_digits, generate_shapes
+from thanosql.errors import Interrupted
 
 BUILD_CLIP = """
 BUILD MODEL shapes_clip USING CLIP
@@ -134,12 +133,15 @@ def test_fewer_than_two_images_cannot_train(digits):
         digits.execute("BUILD MODEL m USING SimCLR AS SELECT * FROM mnist_train LIMIT 1")
 
 
-@pytest.mark.parametrize("option, message", [
-    ("batch_size=1", "batch_size must be at least 2, not 1"),
-    ("max_epochs=0", "max_epochs must be at least 1, not 0"),
-    ("min_scale=1.5", "min_scale must be above 0 and at most 1, not 1.5"),
-    ("temperature=0", "temperature must be above 0, not 0"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("batch_size=1", "batch_size must be at least 2, not 1"),
+        ("max_epochs=0", "max_epochs must be at least 1, not 0"),
+        ("min_scale=1.5", "min_scale must be above 0 and at most 1, not 1.5"),
+        ("temperature=0", "temperature must be above 0, not 0"),
+    ],
+)
 def test_impossible_numbers_are_refused_before_training(digits, option, message):
     with pytest.raises(PlanError, match=message):
         digits.execute(f"BUILD MODEL m USING SimCLR OPTIONS ({option}) AS SELECT * FROM mnist_train")
@@ -147,7 +149,9 @@ def test_impossible_numbers_are_refused_before_training(digits, option, message)
 
 def test_imagenet_weights_need_the_imagenet_stem(digits):
     with pytest.raises(PlanError, match="ImageNet weights need the 'imagenet' stem, not 'small'"):
-        digits.execute("BUILD MODEL m USING SimCLR OPTIONS (pretrained=True, stem='small') AS SELECT * FROM mnist_train")
+        digits.execute(
+            "BUILD MODEL m USING SimCLR OPTIONS (pretrained=True, stem='small') AS SELECT * FROM mnist_train"
+        )
 
 
 def test_pretrained_offline_with_a_cold_cache_fails_before_reading_images(digits, tmp_path, monkeypatch):
@@ -184,7 +188,9 @@ def test_training_stopped_midway_leaves_the_earlier_model_as_it_was(built, excep
     with pytest.raises(seen):  # Ctrl-C is told in one line (a ThanoSQLError); a bug keeps its type
         built.execute(SEED_002_BUILD)
     assert stored_files(built, "my_image_search_model") == before
-    assert [p.name for p in built.model_dir.iterdir() if p.name != ".lock"] == ["my_image_search_model"]  # no half-written folder
+    assert [p.name for p in built.model_dir.iterdir() if p.name != ".lock"] == [
+        "my_image_search_model"
+    ]  # no half-written folder
 
 
 def test_search_by_text_with_a_simclr_model_says_it_needs_clip(built):

@@ -53,10 +53,18 @@ def side_by_side(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     runs = {}
     for name in ("search_image_by_image", "search_image_by_text"):
         executed = workspace.parent / f"{name}.executed.ipynb"
-        command = [sys.executable, "-c", RUN_NOTEBOOK, str(ROOT / "notebooks" / f"{name}.ipynb"), str(workspace),
-                   str(executed)]
-        runs[name] = (subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-                      executed)
+        command = [
+            sys.executable,
+            "-c",
+            RUN_NOTEBOOK,
+            str(ROOT / "notebooks" / f"{name}.ipynb"),
+            str(workspace),
+            str(executed),
+        ]
+        runs[name] = (
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            executed,
+        )
     books = {}
     for name, (process, executed) in runs.items():
         output, _ = process.communicate(timeout=1800)

@@ -67,9 +67,12 @@ def no_partial_files(folder):
 
 def test_published_checksums_follow_open_clips_url_conventions():
     assert published_sha256("https://openaipublic.azureedge.net/clip/models/40d3657/ViT-B-32.pt") == "40d3657"
-    assert published_sha256(
-        "https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/vit_b_32-quickgelu-laion400m_e31-d867053b.pt"
-    ) == "d867053b"
+    assert (
+        published_sha256(
+            "https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/vit_b_32-quickgelu-laion400m_e31-d867053b.pt"
+        )
+        == "d867053b"
+    )
     assert published_sha256("http://host/file.pt#sha256=ABCDEF") == "abcdef"
     assert published_sha256("http://host/file.pt") == ""
 
@@ -128,8 +131,9 @@ def test_a_missing_file_on_the_server_is_a_model_error_naming_the_url(server, tm
 
 
 def test_offline_with_a_cold_cache_fails_at_once_and_says_where_it_looked(home, server, tmp_path):
-    source = WeightSource("ViT-X", "tag", hf_repo="org/repo", hf_filename="open_clip_pytorch_model.bin",
-                          url=server.url("/w/tiny.pt"))
+    source = WeightSource(
+        "ViT-X", "tag", hf_repo="org/repo", hf_filename="open_clip_pytorch_model.bin", url=server.url("/w/tiny.pt")
+    )
     store = ModelStore(tmp_path / "ws" / "thanosql-model")
     with pytest.raises(ModelError) as caught:
         resolve_weights(source, store=store, offline=True)

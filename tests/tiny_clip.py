@@ -105,7 +105,7 @@ class LoopbackServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the http.server API
+            def do_GET(self):
                 server.requests.append(self.path)
                 body = server.files.get(self.path)
                 if body is None:
@@ -125,7 +125,7 @@ class LoopbackServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         self.thread.start()
         return self
 

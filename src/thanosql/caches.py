@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any
 
 MAX_CACHED_QUERIES = 64
 MAX_CACHED_SCANS = 64
@@ -88,7 +89,7 @@ class _LoadedModel:
 class ModelCache:
     """Loaded model adapters, one per model name.
 
-    >>> adapter = session.caches.models.get(info, identity, load)
+    >>> adapter = session.caches.models.get(info, identity, load)  # doctest: +SKIP
     """
 
     def __init__(self) -> None:

@@ -21,12 +21,18 @@ from .session import Session, connect
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="thanosql", description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help=".sql files to run in order")
-    parser.add_argument("-e", "--execute", action="append", default=[], metavar="QUERY", help="text to run (repeatable)")
-    parser.add_argument("-w", "--workspace", help="workspace folder (default: THANOSQL_WORKSPACE or the current folder)")
+    parser.add_argument(
+        "-e", "--execute", action="append", default=[], metavar="QUERY", help="text to run (repeatable)"
+    )
+    parser.add_argument(
+        "-w", "--workspace", help="workspace folder (default: THANOSQL_WORKSPACE or the current folder)"
+    )
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="how results are printed")
     parser.add_argument("--offline", action="store_true", default=None, help="never open a network connection")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run")
-    parser.add_argument("--html", type=Path, metavar="PAGE", help="also write every result and image grid to this HTML page")
+    parser.add_argument(
+        "--html", type=Path, metavar="PAGE", help="also write every result and image grid to this HTML page"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -113,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
             scripts.append((where, _read_stdin()))
         where = "arguments"
         with _connect(args, output) as session:
-            for where, text in scripts:
+            for where, text in scripts:  # noqa: B007 (the except clause names where it stopped)
                 for _statement, frame in session.run(text):
                     output.result(text, frame)
     except Interrupted as exc:  # Ctrl-C inside a statement, which the session rolled back

@@ -49,9 +49,9 @@ try:  # POSIX; elsewhere DuckDB's own lock is the only one
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 
@@ -334,7 +334,7 @@ def _holds_state(connection: duckdb.DuckDBPyConnection) -> bool:
 
 # Every Database of this process, so that what they keep open is closed at exit (DuckDB then
 # checkpoints, and its bindings do not report the connections as leaked).
-_open_databases: "weakref.WeakSet[Database]" = weakref.WeakSet()
+_open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 @atexit.register
@@ -372,7 +372,7 @@ def _connect_guarded(path: Path) -> duckdb.DuckDBPyConnection:
     key = str(path)
     entry = _guards.setdefault(key, [0, None])
     if entry[0] == 0 and fcntl is not None:
-        guard = open(key + GUARD_SUFFIX, "a+")
+        guard = open(key + GUARD_SUFFIX, "a+")  # noqa: SIM115 (held until the last close)
         try:
             fcntl.flock(guard.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ThanoSQLError, Span
+from .errors import Span, ThanoSQLError
 
 # errno values that mean "no room": ENOSPC (device full), EDQUOT (quota), EFBIG (file too large).
 _NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}

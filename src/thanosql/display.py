@@ -13,10 +13,11 @@ import html
 import io
 import mimetypes
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -106,7 +107,7 @@ def make_thumbnail(path: Path, size: int) -> Thumbnail | str:
     """A picture of ``path`` at most ``size`` pixels on its longer side, or the reason there is
     none ('missing', 'unreadable', 'too large').
 
-    >>> make_thumbnail(Path("photo.jpg"), 160).width <= 160
+    >>> make_thumbnail(Path("photo.jpg"), 160).width <= 160  # doctest: +SKIP
     True
 
     JPEGs are decoded at a reduced scale (``draft``), so a camera-size photo costs a fraction of
@@ -217,10 +218,10 @@ class _MediaDisplay:
 class ImageGrid(_MediaDisplay):
     """PRINT IMAGE's result: a grid of thumbnails captioned with each row's other columns.
 
-    >>> grid = ImageGrid.from_table(rows, "image_path", root=workspace, thumbnail_size=160)
-    >>> print(grid)                       # the paths, one per line
+    >>> grid = ImageGrid.from_table(rows, "image_path", root=workspace, thumbnail_size=160)  # doctest: +SKIP
+    >>> print(grid)                       # the paths, one per line  # doctest: +SKIP
     thanosql-dataset/unsplash_data/UMyfDjQ6Ep8.jpg
-    >>> grid._repr_html_()                # what a notebook shows
+    >>> grid._repr_html_()                # what a notebook shows  # doctest: +SKIP
 
     Thumbnails are made once, the first time the grid is drawn, several at a time.
     """
@@ -234,6 +235,7 @@ class ImageGrid(_MediaDisplay):
     def thumbnails(self) -> list[Thumbnail | str]:
         """Each shown row's Thumbnail, or the reason it has none ('missing', 'unreadable', ...)."""
         if self._thumbnails is None:
+
             def one(item: MediaItem) -> Thumbnail | str:
                 if item.path is None:
                     return "NULL path"

@@ -8,8 +8,8 @@ optional ``Hint:``; plain text, no ANSI codes. `_render_traceback_` makes IPytho
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,9 @@ class ThanoSQLMagic(Magics, Configurable):
     """``%%thanosql`` runs a cell of ThanoSQL; ``%thanosql STATEMENT`` returns its result."""
 
     debug = Bool(False, help="Show full tracebacks for user errors too.").tag(config=True)
-    workspace = Unicode(None, allow_none=True, help="Workspace folder (default: THANOSQL_WORKSPACE or cwd).").tag(config=True)
+    workspace = Unicode(None, allow_none=True, help="Workspace folder (default: THANOSQL_WORKSPACE or cwd).").tag(
+        config=True
+    )
     thumbnail_size = Int(160, help="Side of PRINT IMAGE thumbnails, in pixels.").tag(config=True)
 
     def __init__(self, shell=None, **kwargs) -> None:

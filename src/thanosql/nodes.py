@@ -9,8 +9,9 @@ so spans are left out of repr and equality.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Union
 
 from . import options
 from .errors import Span
@@ -43,7 +44,7 @@ class Nested:
 
     start: int
     end: int
-    statement: "Statement"
+    statement: Statement
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,6 @@ class Preprocess:
     span: Span = _span()
 
 
-
 # ---------------------------------------------------------------- the statement registry
 
 # Words after a statement's keyword that the grammar reads (parser.py compares them upper-cased).
@@ -277,79 +277,135 @@ class StatementRecord:
 
 def _model_statement(node: type, keyword: str, **more) -> StatementRecord:
     # KEYWORD USING model [OPTIONS (...)] AS source
-    return StatementRecord(node, (keyword, "USING", "OPTIONS", "AS"), f"_parse_{keyword.lower()}", keyword,
-                           second_words=("USING",), **more)
+    return StatementRecord(
+        node, (keyword, "USING", "OPTIONS", "AS"), f"_parse_{keyword.lower()}", keyword, second_words=("USING",), **more
+    )
 
 
 # In the order of the docs' statement list (parser.STATEMENT_KEYWORDS keeps it).
 STATEMENTS: tuple[StatementRecord, ...] = (
     StatementRecord(
-        GetDataset, ("GET", "THANOSQL", "DATASET", "OPTIONS"), "_parse_get", "GET THANOSQL DATASET",
-        handler="thanosql.statements.data:get_dataset", second_words=("THANOSQL",),
+        GetDataset,
+        ("GET", "THANOSQL", "DATASET", "OPTIONS"),
+        "_parse_get",
+        "GET THANOSQL DATASET",
+        handler="thanosql.statements.data:get_dataset",
+        second_words=("THANOSQL",),
         options=(OptionTable("get_dataset", "GET THANOSQL DATASET", options.GET_DATASET),),
     ),
     StatementRecord(
-        GetModel, ("GET", "THANOSQL", "MODEL", "OPTIONS", "AS"), "_parse_get", "GET THANOSQL MODEL",
-        handler="thanosql.statements.models:get_model", second_words=("THANOSQL",),
+        GetModel,
+        ("GET", "THANOSQL", "MODEL", "OPTIONS", "AS"),
+        "_parse_get",
+        "GET THANOSQL MODEL",
+        handler="thanosql.statements.models:get_model",
+        second_words=("THANOSQL",),
         options=(OptionTable("get_model", "GET THANOSQL MODEL", options.GET_MODEL),),
     ),
     StatementRecord(
-        Copy, ("COPY", "OPTIONS", "FROM"), "_parse_copy", "COPY",
+        Copy,
+        ("COPY", "OPTIONS", "FROM"),
+        "_parse_copy",
+        "COPY",
         handler="thanosql.statements.data:copy",
         options=(OptionTable("copy", "COPY", options.COPY),),
     ),
     StatementRecord(
-        BuildModel, ("BUILD", "MODEL", "USING", "OPTIONS", "AS"), "_parse_build", "BUILD MODEL",
-        handler="thanosql.statements.training:build_model", second_words=("MODEL",),
+        BuildModel,
+        ("BUILD", "MODEL", "USING", "OPTIONS", "AS"),
+        "_parse_build",
+        "BUILD MODEL",
+        handler="thanosql.statements.training:build_model",
+        second_words=("MODEL",),
         options=(
             OptionTable("build_simclr", "BUILD MODEL ... USING SimCLR", options.SIMCLR_TRAINING, "SimCLR"),
             OptionTable("build_clip", "BUILD MODEL ... USING CLIP", options.CLIP_TRAINING, "CLIP"),
         ),
     ),
     StatementRecord(
-        FitModel, ("FIT", "MODEL", "USING", "OPTIONS", "AS"), "_parse_fit", "FIT MODEL",
-        handler="thanosql.statements.training:fit_model", second_words=("MODEL",),
-        options=(OptionTable("fit", "FIT MODEL (the options of the model's family)", options.FIT_TRAINING,
-                             summary="Any option of BUILD MODEL for that family."),),
+        FitModel,
+        ("FIT", "MODEL", "USING", "OPTIONS", "AS"),
+        "_parse_fit",
+        "FIT MODEL",
+        handler="thanosql.statements.training:fit_model",
+        second_words=("MODEL",),
+        options=(
+            OptionTable(
+                "fit",
+                "FIT MODEL (the options of the model's family)",
+                options.FIT_TRAINING,
+                summary="Any option of BUILD MODEL for that family.",
+            ),
+        ),
     ),
     StatementRecord(
-        UploadModel, ("UPLOAD", "MODEL", "OPTIONS", "FROM"), "_parse_upload", "UPLOAD MODEL",
-        handler="thanosql.statements.models:upload_model", second_words=("MODEL",),
+        UploadModel,
+        ("UPLOAD", "MODEL", "OPTIONS", "FROM"),
+        "_parse_upload",
+        "UPLOAD MODEL",
+        handler="thanosql.statements.models:upload_model",
+        second_words=("MODEL",),
         options=(OptionTable("upload", "UPLOAD MODEL", options.UPLOAD),),
     ),
     StatementRecord(
-        DeleteModel, ("DELETE", "MODEL"), "_parse_delete", "DELETE MODEL",
-        handler="thanosql.statements.models:delete_model", second_words=("MODEL",),
+        DeleteModel,
+        ("DELETE", "MODEL"),
+        "_parse_delete",
+        "DELETE MODEL",
+        handler="thanosql.statements.models:delete_model",
+        second_words=("MODEL",),
     ),
     _model_statement(
-        Convert, "CONVERT", handler="thanosql.statements.convert:convert", rows=True,
+        Convert,
+        "CONVERT",
+        handler="thanosql.statements.convert:convert",
+        rows=True,
         options=(OptionTable("convert", "CONVERT", options.CONVERT),),
     ),
     StatementRecord(
-        Search, ("SEARCH", *SEARCH_MEDIA, *INLINE_INPUTS, "USING", "OPTIONS", "AS"), "_parse_search", "SEARCH",
-        handler="thanosql.statements.search:search", rows=True,
+        Search,
+        ("SEARCH", *SEARCH_MEDIA, *INLINE_INPUTS, "USING", "OPTIONS", "AS"),
+        "_parse_search",
+        "SEARCH",
+        handler="thanosql.statements.search:search",
+        rows=True,
         options=(OptionTable("search", "SEARCH", options.SEARCH),),
     ),
     StatementRecord(
-        Print, ("PRINT", *PRINT_MEDIA, "OPTIONS", "AS"), "_parse_print", "PRINT",
-        handler="thanosql.statements.printing:print_media", second_words=PRINT_MEDIA,
+        Print,
+        ("PRINT", *PRINT_MEDIA, "OPTIONS", "AS"),
+        "_parse_print",
+        "PRINT",
+        handler="thanosql.statements.printing:print_media",
+        second_words=PRINT_MEDIA,
         options=(OptionTable("print", "PRINT", options.PRINT),),
     ),
     _model_statement(Predict, "PREDICT", unsupported="PREDICT", rows=True),
     _model_statement(Evaluate, "EVALUATE", unsupported="EVALUATE", rows=True),
     _model_statement(Generate, "GENERATE", unsupported="GENERATE", rows=True),
     StatementRecord(
-        Function, ("FUNCTION", "OPTIONS", "FROM", "AS"), "_parse_function", "FUNCTION",
-        unsupported="FUNCTION", rows=True,
+        Function,
+        ("FUNCTION", "OPTIONS", "FROM", "AS"),
+        "_parse_function",
+        "FUNCTION",
+        unsupported="FUNCTION",
+        rows=True,
     ),
     StatementRecord(
-        ListObjects, ("LIST", "MODEL", "TABLE", "THANOSQL", "DATASET"), "_parse_list", "LIST",
-        handler="thanosql.statements.data:list_objects", rows=True,
+        ListObjects,
+        ("LIST", "MODEL", "TABLE", "THANOSQL", "DATASET"),
+        "_parse_list",
+        "LIST",
+        handler="thanosql.statements.data:list_objects",
+        rows=True,
         second_words=("MODEL", "MODELS", "TABLE", "TABLES", "THANOSQL"),
     ),
     _model_statement(Transform, "TRANSFORM", unsupported="TRANSFORM (retired in 2022)"),
     StatementRecord(
-        Preprocess, ("PREPROCESS", *PREPROCESS_MEDIA, "USING", "OPTIONS", "FROM"), "_parse_preprocess", "PREPROCESS",
+        Preprocess,
+        ("PREPROCESS", *PREPROCESS_MEDIA, "USING", "OPTIONS", "FROM"),
+        "_parse_preprocess",
+        "PREPROCESS",
         unsupported="PREPROCESS (retired in 2022; FUNCTION preprocess.video_to_df replaced it)",
     ),
 )

@@ -102,13 +102,21 @@ SIMCLR_TRAINING = {
     "image_col": _str("image_path", doc="column of image paths"),
     "max_epochs": _int(5, doc="passes over the images", older=("epochs",), minimum=1),
     "batch_size": _int(None, doc="images per step; default: rows / 50 as a power of two, 16 to 256", minimum=2),
-    "input_size": _int(None, doc="side in pixels images are trained at; default: from the images (32 for small ones)",
-                       minimum=8, maximum=4096),
+    "input_size": _int(
+        None,
+        doc="side in pixels images are trained at; default: from the images (32 for small ones)",
+        minimum=8,
+        maximum=4096,
+    ),
     "color": _str(None, choices=("rgb", "gray"), doc="colour mode; default: 'gray' when all images are gray"),
     "stem": _str(None, choices=("small", "cifar", "imagenet"), doc="first layers; default: 'small' below 96 pixels"),
-    "learning_rate": _float(None, doc=f"Adam's step size; default {_shown(SIMCLR_LEARNING_RATE)}", minimum=0, above=True),
+    "learning_rate": _float(
+        None, doc=f"Adam's step size; default {_shown(SIMCLR_LEARNING_RATE)}", minimum=0, above=True
+    ),
     "temperature": _float(0.2, doc="NT-Xent temperature", minimum=0, above=True),
-    "pretrained": OptionSpec((bool, str), False, None, "start from ImageNet weights (True, or a resnet18 state_dict file)"),
+    "pretrained": OptionSpec(
+        (bool, str), False, None, "start from ImageNet weights (True, or a resnet18 state_dict file)"
+    ),
     "overwrite": _bool(False, doc="replace a model of that name"),
     "seed": _int(0, doc="seed of the random weights, crops and order: the same seed, the same model"),
     "min_scale": _float(0.85, doc="random crops keep this much of the area, or more", minimum=0, maximum=1, above=True),
@@ -125,11 +133,18 @@ CLIP_TRAINING = {
     "image_col": _str("image_path", doc="column of image paths"),
     "text_col": _str("text", doc="column of captions"),
     "arch": _str(None, doc="open_clip architecture; default: a small one (models/clip_training.py)"),
-    "pretrained": OptionSpec((str, bool), None, None, "weights to fine-tune: a tag, True (the arch's first tag) or a file"),
+    "pretrained": OptionSpec(
+        (str, bool), None, None, "weights to fine-tune: a tag, True (the arch's first tag) or a file"
+    ),
     "max_epochs": _int(5, doc="passes over the pairs", older=("epochs",), minimum=1),
     "batch_size": _int(32, doc="image-caption pairs per step", minimum=2),
-    "learning_rate": _float(None, doc=f"AdamW's peak step size; default {_shown(CLIP_LEARNING_RATE)} from scratch, "
-                            f"{_shown(CLIP_FINE_TUNING_LEARNING_RATE)} to fine-tune", minimum=0, above=True),
+    "learning_rate": _float(
+        None,
+        doc=f"AdamW's peak step size; default {_shown(CLIP_LEARNING_RATE)} from scratch, "
+        f"{_shown(CLIP_FINE_TUNING_LEARNING_RATE)} to fine-tune",
+        minimum=0,
+        above=True,
+    ),
     "overwrite": _bool(False, doc="replace a model of that name"),
     "seed": _int(0, doc="seed of the random weights, crops and order: the same seed, the same model"),
     "num_workers": _int(None, doc="image-reading processes; default: none", minimum=0, maximum=64),
@@ -168,8 +183,12 @@ UPLOAD = {
     "arch": _str(None, doc="open_clip architecture name (the config file's name without .json)"),
     "model_config": _str(None, doc="path of the open_clip JSON model config, when arch is not built in"),
     "overwrite": _bool(False, doc="replace a model of that name"),
-    "input_size": _int(None, doc="framework='pytorch': side in pixels the encoder takes", minimum=1,
-                       range_message="input_size must be a positive number of pixels"),
+    "input_size": _int(
+        None,
+        doc="framework='pytorch': side in pixels the encoder takes",
+        minimum=1,
+        range_message="input_size must be a positive number of pixels",
+    ),
 }
 # The side a framework='pytorch' encoder takes when input_size is not given.
 PYTORCH_INPUT_SIZE = 224
@@ -179,23 +198,32 @@ CONVERT = {
     "text_col": _str("text", doc="column of texts (convert_type='text')"),
     "convert_type": _str("image", choices=("image", "text")),
     "batch_size": _int(None, doc="rows per batch; default: the model's", minimum=1),
-    "result_col": _str("convert_result", doc="column of embeddings, FLOAT[d] (replaced if it exists)",
-                       older=("column_name",)),
+    "result_col": _str(
+        "convert_result", doc="column of embeddings, FLOAT[d] (replaced if it exists)", older=("column_name",)
+    ),
     "table_name": _str(None, doc="legacy: write the result into this table"),
     "on_error": _str("raise", choices=("raise", "null"), doc="unreadable image: fail, or NULL"),
     "num_workers": _int(None, doc="image decoding processes; default: from the CPU count", minimum=0),
 }
 
 SEARCH = {
-    "search_by": _str(None, choices=("image", "text", "audio", "video"), doc="what search_input is",
-                      older=("search_input_type",)),
+    "search_by": _str(
+        None, choices=("image", "text", "audio", "video"), doc="what search_input is", older=("search_input_type",)
+    ),
     "search_input": _str(None, doc="the text, or the image path (relative to the workspace), to search for"),
     "emb_col": _str("convert_result", doc="column of embeddings made by CONVERT with the same model"),
-    "result_col": _str("search_result", doc="column of cosine similarities (replaced if it exists)",
-                       older=("column_name",)),
-    "top_k": OptionSpec((int, type(None)), 1000, None, "rows kept, best first; None = all", minimum=1,
-                        range_message="top_k must be a positive number of rows, not {value}",
-                        range_hint="top_k=None keeps every row"),
+    "result_col": _str(
+        "search_result", doc="column of cosine similarities (replaced if it exists)", older=("column_name",)
+    ),
+    "top_k": OptionSpec(
+        (int, type(None)),
+        1000,
+        None,
+        "rows kept, best first; None = all",
+        minimum=1,
+        range_message="top_k must be a positive number of rows, not {value}",
+        range_hint="top_k=None keeps every row",
+    ),
     "table_name": _str(None, doc="legacy: write the result into this table"),
 }
 
@@ -203,8 +231,12 @@ PRINT = {
     "image_col": _str("image_path", doc="column of image paths (PRINT IMAGE)", older=("image_column",)),
     "audio_col": _str("audio_path", doc="column of audio file paths (PRINT AUDIO)", older=("audio_column",)),
     "video_col": _str("video_path", doc="column of video file paths (PRINT VIDEO)", older=("video_column",)),
-    "limit": _int(None, doc="rows shown; default: all (a notebook page draws the first 1,000)", minimum=0,
-                  range_message="limit must be 0 or more rows, not {value}"),
+    "limit": _int(
+        None,
+        doc="rows shown; default: all (a notebook page draws the first 1,000)",
+        minimum=0,
+        range_message="limit must be 0 or more rows, not {value}",
+    ),
 }
 
 

@@ -8,8 +8,8 @@ its parentheses recorded as ``Nested`` (DESIGN.md decisions 6, 7, 13). Every err
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from . import nodes
 from .errors import Span, ThanoSQLSyntaxError, choices_hint, closest, span_at
@@ -41,7 +41,7 @@ class Choices:
     names: tuple[str, ...]
 
 
-Expected = Union[TokenType, str, tuple, Callable[[Token], bool]]
+Expected = TokenType | str | tuple | Callable[[Token], bool]
 
 
 class Parser:
@@ -50,9 +50,7 @@ class Parser:
     # Every word the extension grammar reads: the literal words of values, and each statement's
     # keywords (nodes.STATEMENTS). Words stay identifiers in the token list; the parser compares
     # them upper-cased, so keywords are case-insensitive.
-    KEYWORDS = frozenset({"TRUE", "FALSE", "NONE"}).union(
-        *(record.keywords for record in nodes.STATEMENTS)
-    )
+    KEYWORDS = frozenset({"TRUE", "FALSE", "NONE"}).union(*(record.keywords for record in nodes.STATEMENTS))
     # Keywords that can follow a name, so they cannot be one (quote them to use them).
     NOT_A_NAME = frozenset({"AS", "FROM", "OPTIONS", "USING"})
 
@@ -327,9 +325,7 @@ class Parser:
     # SEARCH (IMAGE|TEXT|VIDEO|AUDIO|KEYWORD) [inline_input] USING model [OPTIONS (...)] AS source
     def _parse_search(self) -> nodes.Search:
         start = self._advance()
-        media = self._expect(
-            SEARCH_MEDIA, "a media kind after SEARCH", Choices("media kinds", SEARCH_MEDIA)
-        )
+        media = self._expect(SEARCH_MEDIA, "a media kind after SEARCH", Choices("media kinds", SEARCH_MEDIA))
         inline = self._parse_inline_input()
         self._expect("USING", "USING and a model name")
         model = self._parse_name("a model name after USING")
@@ -457,9 +453,7 @@ class Parser:
             return token.text in ("-", "+") and self._peek(1).type is TokenType.NUMBER
         if token.type is TokenType.IDENTIFIER:
             return token.text.upper() in ("TRUE", "FALSE", "NONE")
-        return token.type in (
-            TokenType.STRING, TokenType.QUOTED_IDENTIFIER, TokenType.NUMBER, TokenType.L_BRACKET
-        )
+        return token.type in (TokenType.STRING, TokenType.QUOTED_IDENTIFIER, TokenType.NUMBER, TokenType.L_BRACKET)
 
     # 'text' | "text"       (a double-quoted path is a string here, as the 2022 docs write it)
     def _parse_path(self, what: str) -> str:
@@ -526,9 +520,7 @@ class Parser:
             return self._advance()
         return None
 
-    def _expect(
-        self, expected: Expected, what: str, hint: str | Choices | None = None, advance: bool = True
-    ) -> Token:
+    def _expect(self, expected: Expected, what: str, hint: str | Choices | None = None, advance: bool = True) -> Token:
         """The next token if it is ``expected``; else "expected <what>, found <token>"."""
         found = self._peek()
         if self._accepts(found, expected):

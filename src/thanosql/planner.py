@@ -11,8 +11,9 @@ options the user wrote, and where, travel beside it on the Step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from . import nodes
 from .errors import PlanError, Span, choices_hint
@@ -55,7 +56,7 @@ class Plan:
 def plan(statement) -> Plan:
     """Plan one statement.
 
-    >>> plan(parse("SELECT 1")[0])
+    >>> plan(parse("SELECT 1")[0])  # doctest: +SKIP
     Plan(steps=(), sql='SELECT 1')
     """
     planner = _Planner()

@@ -33,10 +33,11 @@ import importlib
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -48,7 +49,7 @@ from .database import Database
 from .disk import disk_error, is_disk_full
 from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError, closest
 from .parser import STATEMENT_KEYWORDS, parse
-from .planner import Plan, Step, plan
+from .planner import Step, plan
 
 DATABASE_FILE = "thanosql.duckdb"
 DATASET_DIR = "thanosql-dataset"
@@ -79,7 +80,7 @@ class Settings:
     lock_timeout: float = 60.0
 
     @classmethod
-    def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> Settings:
         """Settings from arguments, falling back to THANOSQL_* environment variables.
 
         >>> Settings.from_env("/tmp/ws", offline=True).offline
@@ -105,9 +106,7 @@ class Settings:
                 hint="e.g. connect(lock_timeout=120) or THANOSQL_LOCK_TIMEOUT=120",
             )
         if device not in ("auto", "cpu", "cuda"):
-            raise ThanoSQLError(
-                f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda"
-            )
+            raise ThanoSQLError(f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda")
         unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
         if unknown:
             raise ThanoSQLError(
@@ -151,8 +150,11 @@ class Session:
         """The workspace folder made (a clear error where it cannot be) and its database."""
         _prepare_workspace(settings.workspace)
         # Through a lambda: the magic and tests may rebind self.notify later.
-        return Database(settings.workspace / DATABASE_FILE, lock_timeout=settings.lock_timeout,
-                        notify=lambda message: self.notify(message))
+        return Database(
+            settings.workspace / DATABASE_FILE,
+            lock_timeout=settings.lock_timeout,
+            notify=lambda message: self.notify(message),
+        )
 
     def _recover(self) -> None:
         """Finish or undo what killed statements left in the stores (stores.py)."""
@@ -170,7 +172,7 @@ class Session:
     def execute(self, text: str) -> pd.DataFrame | None:
         """Run every statement of ``text``; return the last one's rows (None if it has none)."""
         result = None
-        for _statement, result in self.run(text):
+        for _statement, result in self.run(text):  # noqa: B007 (the last one is kept)
             pass
         return result
 
@@ -280,7 +282,7 @@ class Session:
         """The workspace database for one piece of work, with the running statement's nested
         results registered; held only inside the block (see the module docstring).
 
-        >>> with session.connect() as connection:
+        >>> with session.connect() as connection:  # doctest: +SKIP
         ...     connection.execute("SELECT count(*) FROM images").fetchall()
         [(200,)]
         """
@@ -314,7 +316,7 @@ class Session:
         """Column names of ``sql`` without reading its rows."""
         return self.describe(sql, statement).columns
 
-    def describe(self, sql: str, statement=None) -> "Shape":
+    def describe(self, sql: str, statement=None) -> Shape:
         """Column names and DuckDB types of ``sql``, without reading its rows."""
         with self.connect() as connection:
             try:
@@ -411,7 +413,7 @@ class Session:
     def close(self) -> None:
         self.database.close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -502,8 +504,8 @@ def _as_arrow(answer: Any, step: Step) -> pa.Table:
 def connect(workspace: str | os.PathLike | None = None, **settings: Any) -> Session:
     """Open a session on a workspace (default: THANOSQL_WORKSPACE, else the current folder).
 
-    >>> session = connect("/tmp/ws", offline=True)
-    >>> session.execute("CREATE TABLE t AS SELECT 1 AS x")
+    >>> session = connect("/tmp/ws", offline=True)  # doctest: +SKIP
+    >>> session.execute("CREATE TABLE t AS SELECT 1 AS x")  # doctest: +SKIP
     Success
     """
     notify = settings.pop("notify", None)

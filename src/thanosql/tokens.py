@@ -130,8 +130,7 @@ def _refuse_lone_surrogates(source: str) -> None:
     except UnicodeEncodeError as exc:
         raise ThanoSQLSyntaxError(
             f"a lone surrogate character (U+{ord(source[exc.start]):04X}) cannot be stored or sent to DuckDB",
-            hint="the text likely came from a badly decoded file: read it again as UTF-8, "
-            "or remove the character",
+            hint="the text likely came from a badly decoded file: read it again as UTF-8, or remove the character",
             span=span_at(source, exc.start),
             # The message quotes its line: shown with U+FFFD so that printing it cannot fail too.
             source=_LONE_SURROGATE.sub("\ufffd", source),
@@ -155,9 +154,7 @@ class _Tokenizer:
         self.pos = end
 
     def fail(self, message: str, start: int, width: int, hint: str) -> ThanoSQLSyntaxError:
-        return ThanoSQLSyntaxError(
-            message, hint=hint, span=self.span(start, start + width), source=self.source
-        )
+        return ThanoSQLSyntaxError(message, hint=hint, span=self.span(start, start + width), source=self.source)
 
     def run(self) -> list[Token]:
         source = self.source
@@ -229,9 +226,7 @@ class _Tokenizer:
         source, index = self.source, start + 2
         while index < len(source):
             char = source[index]
-            if char == "\\":
-                index += 2
-            elif source.startswith("''", index):
+            if char == "\\" or source.startswith("''", index):
                 index += 2
             elif char == "'":
                 return index + 1

@@ -10,9 +10,10 @@ import hashlib
 import http.client
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 CHUNK_BYTES = 1 << 20
@@ -62,11 +63,18 @@ class Fetched:
     sha256: str
 
 
-def stream(url: str, destination: Path, *, timeout: float, progress: Progress | None = None,
-           expected_size: int | None = None, label: str | None = None) -> Fetched:
+def stream(
+    url: str,
+    destination: Path,
+    *,
+    timeout: float,
+    progress: Progress | None = None,
+    expected_size: int | None = None,
+    label: str | None = None,
+) -> Fetched:
     """Download ``url`` to ``destination``, hashing as it goes.
 
-    >>> stream("https://example.org/a.zip", Path("/tmp/a.zip"), timeout=10).size
+    >>> stream("https://example.org/a.zip", Path("/tmp/a.zip"), timeout=10).size  # doctest: +SKIP
     1234
 
     Raises FetchFailure (connection refused, HTTP error, transfer cut short, server size
@@ -78,7 +86,9 @@ def stream(url: str, destination: Path, *, timeout: float, progress: Progress | 
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise FetchFailure(url, "server", f"the server answered {exc.code} {exc.reason}", status=str(exc.reason)) from exc
+        raise FetchFailure(
+            url, "server", f"the server answered {exc.code} {exc.reason}", status=str(exc.reason)
+        ) from exc
     except urllib.error.URLError as exc:
         verb = "cannot open" if urlsplit(url).scheme == "file" else "cannot connect"
         raise FetchFailure(url, "connection", f"{verb}: {exc.reason}") from exc

@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -62,9 +62,12 @@ DIGIT_STROKES: dict[int, list[list[list]]] = {
     ],
     2: [
         [_arc(0.5, 0.34, 0.2, 0.19, 190, 380, 20) + _line((0.68, 0.42), (0.28, 0.85), (0.76, 0.85))],
-        [_arc(0.5, 0.34, 0.19, 0.19, 180, 370, 20)
-         + _line((0.68, 0.4), (0.34, 0.78)) + _arc(0.34, 0.8, 0.07, 0.06, -90, 200, 12)
-         + _line((0.3, 0.84), (0.78, 0.84))],
+        [
+            _arc(0.5, 0.34, 0.19, 0.19, 180, 370, 20)
+            + _line((0.68, 0.4), (0.34, 0.78))
+            + _arc(0.34, 0.8, 0.07, 0.06, -90, 200, 12)
+            + _line((0.3, 0.84), (0.78, 0.84))
+        ],
     ],
     3: [
         [_arc(0.48, 0.31, 0.19, 0.16, -160, 90, 20) + _arc(0.48, 0.66, 0.22, 0.19, -90, 160, 22)],
@@ -76,8 +79,10 @@ DIGIT_STROKES: dict[int, list[list[list]]] = {
     ],
     5: [
         [_line((0.72, 0.15), (0.36, 0.15), (0.33, 0.46)) + _arc(0.49, 0.65, 0.22, 0.21, -125, 150, 22)],
-        [_line((0.36, 0.15), (0.33, 0.46)) + _arc(0.49, 0.65, 0.22, 0.21, -125, 150, 22),
-         _line((0.36, 0.15), (0.72, 0.14))],
+        [
+            _line((0.36, 0.15), (0.33, 0.46)) + _arc(0.49, 0.65, 0.22, 0.21, -125, 150, 22),
+            _line((0.36, 0.15), (0.72, 0.14)),
+        ],
     ],
     6: [
         [_line((0.66, 0.13), (0.46, 0.3), (0.34, 0.55)) + _arc(0.5, 0.68, 0.18, 0.18, 190, 540, 32)],
@@ -113,7 +118,7 @@ class _Hand:
     wobble: tuple[tuple[float, float, float, float, float], ...]
 
     @classmethod
-    def draw(cls, rng: random.Random, variants: int) -> "_Hand":
+    def draw(cls, rng: random.Random, variants: int) -> _Hand:
         return cls(
             variant=rng.randrange(variants),
             scale_x=rng.uniform(0.75, 1.15),
@@ -124,8 +129,13 @@ class _Hand:
             thickness=rng.uniform(0.055, 0.12),
             # A smooth random displacement field (a few sine waves): the elastic wobble of a hand.
             wobble=tuple(
-                (rng.uniform(-0.035, 0.035), rng.uniform(-0.035, 0.035), rng.uniform(0.6, 2.2),
-                 rng.uniform(0.6, 2.2), rng.uniform(0, 2 * math.pi))
+                (
+                    rng.uniform(-0.035, 0.035),
+                    rng.uniform(-0.035, 0.035),
+                    rng.uniform(0.6, 2.2),
+                    rng.uniform(0.6, 2.2),
+                    rng.uniform(0, 2 * math.pi),
+                )
                 for _ in range(3)
             ),
         )
@@ -290,10 +300,7 @@ class Scene:
 
 def _contrasting(rng: random.Random, colour: str) -> str:
     # Keep the objects visible: no background close to their colour (no yellow on white).
-    choices = [
-        name for name, rgb in BACKGROUNDS.items()
-        if math.dist(rgb, COLOURS[colour]) > 100
-    ]
+    choices = [name for name, rgb in BACKGROUNDS.items() if math.dist(rgb, COLOURS[colour]) > 100]
     return rng.choice(choices)
 
 
@@ -349,12 +356,22 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, rng: random.Random
         corners = [(-90 + 36 * k, r if k % 2 == 0 else r * 0.45) for k in range(10)]
     else:  # cross: a plus sign made of two bars, its arms reaching r
         w = 0.34
-        outline = [(w, 1), (w, w), (1, w), (1, -w), (w, -w), (w, -1), (-w, -1), (-w, -w), (-1, -w), (-1, w), (-w, w), (-w, 1)]
+        outline = [
+            (w, 1),
+            (w, w),
+            (1, w),
+            (1, -w),
+            (w, -w),
+            (w, -1),
+            (-w, -1),
+            (-w, -w),
+            (-1, -w),
+            (-1, w),
+            (-w, w),
+            (-w, 1),
+        ]
         corners = [(math.degrees(math.atan2(y, x)), r * math.hypot(x, y) / math.hypot(1, w)) for x, y in outline]
-    return [
-        (cx + d * math.cos(math.radians(a) + turn), cy + d * math.sin(math.radians(a) + turn))
-        for a, d in corners
-    ]
+    return [(cx + d * math.cos(math.radians(a) + turn), cy + d * math.sin(math.radians(a) + turn)) for a, d in corners]
 
 
 def generate_shapes(

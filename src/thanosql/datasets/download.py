@@ -17,8 +17,8 @@ import shutil
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 from ..disk import check_free_space, format_bytes, is_disk_full
 from ..errors import DatasetError
@@ -40,10 +40,12 @@ UNPACK_RATIO = 100
 UNPACK_FLOOR_BYTES = 32 << 20
 
 
-def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None) -> Fetched:
+def fetch(
+    spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, progress: Progress | None = None
+) -> Fetched:
     """Download ``spec`` to ``destination`` and check its size and sha256, trying mirrors in turn.
 
-    >>> fetch(FileSpec(url="https://example.org/a.zip", sha256="...", size=1234, name="a.zip"), path)
+    >>> fetch(FileSpec(url="https://example.org/a.zip", sha256="...", size=1234, name="a.zip"), path)  # doctest: +SKIP
     Fetched(url='https://example.org/a.zip', size=1234, sha256='...')
 
     Raises FetchFailure naming the first URL; when mirrors were tried too, its reason lists
@@ -52,8 +54,9 @@ def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, prog
     failures: list[FetchFailure] = []
     for url in spec.urls:
         try:
-            fetched = stream(url, destination, timeout=timeout, progress=progress,
-                             expected_size=spec.size, label=spec.name)
+            fetched = stream(
+                url, destination, timeout=timeout, progress=progress, expected_size=spec.size, label=spec.name
+            )
             _verify(spec, fetched)
             return fetched
         except FetchFailure as failure:
@@ -69,10 +72,13 @@ def fetch(spec: FileSpec, destination: Path, *, timeout: float = TIMEOUT_S, prog
 
 def _verify(spec: FileSpec, fetched: Fetched) -> None:
     if spec.size is not None and fetched.size != spec.size:
-        raise FetchFailure(fetched.url, "content", f"received {fetched.size:,} bytes, the manifest expects {spec.size:,}")
+        raise FetchFailure(
+            fetched.url, "content", f"received {fetched.size:,} bytes, the manifest expects {spec.size:,}"
+        )
     if spec.sha256 is not None and fetched.sha256 != spec.sha256:
         raise FetchFailure(
-            fetched.url, "content",
+            fetched.url,
+            "content",
             f"failed its checksum: sha256 {fetched.sha256}, the manifest expects {spec.sha256}",
         )
 
@@ -93,7 +99,7 @@ def install(
 ) -> str | None:
     """Make ``<dataset_dir>/<spec.name>/``; return a message when nothing had to be done.
 
-    >>> install(manifest.get("digits_data"), manifest, Path("/tmp/ws/thanosql-dataset"))
+    >>> install(manifest.get("digits_data"), manifest, Path("/tmp/ws/thanosql-dataset"))  # doctest: +SKIP
 
     Without ``overwrite`` an existing folder is kept (a message says so). Offline, a dataset
     that needs the network fails at once, before any socket is opened, naming its URL and the
@@ -119,8 +125,9 @@ def install(
     try:
         with store.staging(spec.name) as folder:
             scratch = folder / SCRATCH_DIR
-            fetched = _build(spec, manifest, scratch, folder, progress=progress, notify=notify,
-                             offline=offline, timeout=timeout)
+            fetched = _build(
+                spec, manifest, scratch, folder, progress=progress, notify=notify, offline=offline, timeout=timeout
+            )
             shutil.rmtree(scratch, ignore_errors=True)
             check_tables(spec, folder)
             _write_stamp(spec, manifest, folder, fetched)
@@ -204,7 +211,7 @@ def _alternatives_hint(spec: DatasetSpec, manifest: Manifest) -> str:
 def unpack(archive: Path, destination: Path, *, strip_components: int = 0, unpacked_size: int | None = None) -> None:
     """Unpack a .zip or .tar[.gz|.bz2|.xz] archive into ``destination``.
 
-    >>> unpack(Path("toy.zip"), Path("/tmp/out"), unpacked_size=1_234)
+    >>> unpack(Path("toy.zip"), Path("/tmp/out"), unpacked_size=1_234)  # doctest: +SKIP
 
     Members that would land outside ``destination`` (absolute paths, ``..``), links and
     devices are refused; ``strip_components`` drops leading folders as ``tar`` does. The bytes
@@ -358,4 +365,3 @@ def _write_stamp(spec: DatasetSpec, manifest: Manifest, content: Path, fetched: 
 def is_installed(dataset_dir: Path, name: str) -> bool:
     """Whether ``<dataset_dir>/<name>/`` exists (GET renames it in only when complete)."""
     return (dataset_dir / name).is_dir()
-

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DatasetError, PlanError, choices_hint
@@ -49,8 +50,16 @@ files are unpacked into a scratch folder instead and the recipe writes the datas
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 DATA_TYPES = ("image", "tabular", "text", "audio", "video")
 ENTRY_KEYS = (
-    "description", "license", "source", "data_type", "files", "builtin", "prepare", "options",
-    "tables", "alternative",
+    "description",
+    "license",
+    "source",
+    "data_type",
+    "files",
+    "builtin",
+    "prepare",
+    "options",
+    "tables",
+    "alternative",
 )
 FILE_KEYS = ("url", "sha256", "size", "name", "mirrors", "strip_components", "unverified", "unpacked_size")
 TABLE_KEYS = ("file", "columns")
@@ -224,8 +233,11 @@ class _Checker:
         if allowed is not None:
             for name in value:
                 if name not in allowed:
-                    self.fail(f"{key}.{name}" if key != "the top level" else str(name), "unknown key",
-                              choices_hint(str(name), list(allowed), "keys"))
+                    self.fail(
+                        f"{key}.{name}" if key != "the top level" else str(name),
+                        "unknown key",
+                        choices_hint(str(name), list(allowed), "keys"),
+                    )
         return value
 
     def text(self, entry: dict, key: str, name: str, required: bool = False) -> str | None:
@@ -244,12 +256,18 @@ class _Checker:
         license_ = self.text(entry, key, "license", required=True)
         data_type = self.text(entry, key, "data_type")
         if data_type is not None and data_type not in DATA_TYPES:
-            self.fail(f"{key}.data_type", f"unknown data type {data_type!r}", choices_hint(data_type, DATA_TYPES, "data types"))
+            self.fail(
+                f"{key}.data_type",
+                f"unknown data type {data_type!r}",
+                choices_hint(data_type, DATA_TYPES, "data types"),
+            )
         builtin = self.text(entry, key, "builtin")
         prepare = self.text(entry, key, "prepare")
         files = entry.get("files")
         if builtin is not None and files is not None:
-            self.fail(key, "has both 'builtin' and 'files'", "a built-in dataset is generated, not downloaded: keep one")
+            self.fail(
+                key, "has both 'builtin' and 'files'", "a built-in dataset is generated, not downloaded: keep one"
+            )
         if builtin is None and files is None:
             self.fail(f"{key}.files", "missing", "list the files to download, or name a builtin generator")
         if builtin is not None and prepare is not None:
@@ -295,8 +313,7 @@ class _Checker:
                 self.fail(
                     f"{key}.sha256",
                     "missing",
-                    "give the file's sha256, or write sha256: null and `unverified:` saying why "
-                    "it cannot be pinned",
+                    "give the file's sha256, or write sha256: null and `unverified:` saying why it cannot be pinned",
                 )
         elif not isinstance(sha256, str) or not SHA256_PATTERN.match(sha256.lower()):
             self.fail(f"{key}.sha256", f"expected 64 hexadecimal digits, found {sha256!r}")
@@ -317,8 +334,11 @@ class _Checker:
             if isinstance(unpacked, bool) or not isinstance(unpacked, int) or unpacked < 0:
                 self.fail(f"{key}.unpacked_size", f"expected a number of bytes, found {unpacked!r}")
             if not name.lower().endswith(ARCHIVE_SUFFIXES):
-                self.fail(f"{key}.unpacked_size", f"{name} is not an archive: nothing is unpacked",
-                          "unpacked_size is for .zip and .tar[.gz|.bz2|.xz] files; remove it")
+                self.fail(
+                    f"{key}.unpacked_size",
+                    f"{name} is not an archive: nothing is unpacked",
+                    "unpacked_size is for .zip and .tar[.gz|.bz2|.xz] files; remove it",
+                )
         return FileSpec(
             url=self.resolve_url(url.strip()),
             sha256=sha256.lower() if isinstance(sha256, str) else None,
@@ -347,7 +367,12 @@ class _Checker:
         for name, table in tables.items():
             table = self.mapping(table, f"{key}.{name}", TABLE_KEYS)
             file = table.get("file")
-            if not isinstance(file, str) or not file or PurePosixPath(file).is_absolute() or ".." in PurePosixPath(file).parts:
+            if (
+                not isinstance(file, str)
+                or not file
+                or PurePosixPath(file).is_absolute()
+                or ".." in PurePosixPath(file).parts
+            ):
                 self.fail(f"{key}.{name}.file", f"expected a path inside the dataset, found {file!r}")
             columns = table.get("columns") or []
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
@@ -363,16 +388,20 @@ class _Checker:
         else:
             from .prepare import RECIPES as table
         if target not in table:
-            self.fail(f"{key}.{kind}", f"unknown {kind} {target!r}", choices_hint(target, sorted(table), f"{kind} names"))
+            self.fail(
+                f"{key}.{kind}", f"unknown {kind} {target!r}", choices_hint(target, sorted(table), f"{kind} names")
+            )
         parameters = inspect.signature(table[target]).parameters
         accepted = [
-            p for p, spec in parameters.items()
-            if spec.kind is inspect.Parameter.KEYWORD_ONLY and p != "dataset_name"
+            p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY and p != "dataset_name"
         ]
         for option in options:
             if option not in accepted:
-                self.fail(f"{key}.options.{option}", f"not an option of {kind} {target!r}",
-                          choices_hint(str(option), accepted, "options"))
+                self.fail(
+                    f"{key}.options.{option}",
+                    f"not an option of {kind} {target!r}",
+                    choices_hint(str(option), accepted, "options"),
+                )
 
 
 def _file_name(url: str) -> str:

@@ -8,15 +8,15 @@ the workspace afterwards. Recipes are deterministic given their sources and opti
 
 from __future__ import annotations
 
-import csv
 import gzip
 import random
 import re
 import struct
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +54,7 @@ IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x
 def read_idx(path: Path) -> np.ndarray:
     """The array stored in an idx file (``.gz`` or plain).
 
-    >>> read_idx(Path("t10k-labels-idx1-ubyte.gz")).shape
+    >>> read_idx(Path("t10k-labels-idx1-ubyte.gz")).shape  # doctest: +SKIP
     (10000,)
     """
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -114,8 +114,7 @@ def prepare_mnist(
         images, labels = read_idx(images_file), read_idx(labels_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DatasetError(
-                f"{images_file.name} and {labels_file.name} do not match: "
-                f"{images.shape} images, {labels.shape} labels"
+                f"{images_file.name} and {labels_file.name} do not match: {images.shape} images, {labels.shape} labels"
             )
         chosen = _balanced(labels, count, rng, split)
         if split == "test":
@@ -190,16 +189,20 @@ def prepare_unsplash_lite(
         raise DatasetError(f"cannot read {table.name}: {exc}") from exc
     missing = [c for c in ("photo_id", "photo_image_url", "photo_description", "ai_description") if c not in photos]
     if missing:
-        raise DatasetError(f"{table.name} lacks the column(s) {', '.join(missing)}",
-                           hint=f"its columns are: {', '.join(photos.columns)}")
+        raise DatasetError(
+            f"{table.name} lacks the column(s) {', '.join(missing)}",
+            hint=f"its columns are: {', '.join(photos.columns)}",
+        )
     photos = photos[photos["photo_id"].str.match(PHOTO_ID) & (photos["photo_image_url"] != "")]
     if limit is not None:
         photos = photos.head(limit)
     jobs = list(photos[["photo_id", "photo_image_url"]].itertuples(index=False, name=None))
     saved: dict[str, bool] = {}
     errors: list[str] = []
-    with context.bar(total=len(jobs), desc=f"{dataset_name} photos", unit="photo", leave=False) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with (
+        context.bar(total=len(jobs), desc=f"{dataset_name} photos", unit="photo", leave=False) as bar,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
         for photo_id, ok, error in pool.map(
             lambda job: _download_photo(job, output, image_width, context.timeout), jobs
         ):
@@ -214,22 +217,33 @@ def prepare_unsplash_lite(
             hint="; ".join(errors) or "the photo list is empty",
         )
     if len(kept) < len(jobs):
-        context.notify(f"{len(jobs) - len(kept):,} of {len(jobs):,} photos could not be downloaded and were "
-                       f"left out (e.g. {errors[0]})")
+        context.notify(
+            f"{len(jobs) - len(kept):,} of {len(jobs):,} photos could not be downloaded and were "
+            f"left out (e.g. {errors[0]})"
+        )
     rows = [
-        (row.photo_id, f"thanosql-dataset/{dataset_name}/{row.photo_id}.jpg", row.photo_image_url,
-         row.photo_description or None, row.ai_description or None)
+        (
+            row.photo_id,
+            f"thanosql-dataset/{dataset_name}/{row.photo_id}.jpg",
+            row.photo_image_url,
+            row.photo_description or None,
+            row.ai_description or None,
+        )
         for row in kept.itertuples(index=False)
     ]
     write_csv(output / csv_name, UNSPLASH_COLUMNS, rows)
 
 
 def _photos_file(sources: Path) -> Path:
-    found = sorted(p for p in sources.rglob("photos.*") if p.is_file() and p.suffix.lower().lstrip(".").startswith(("tsv", "csv")))
+    found = sorted(
+        p for p in sources.rglob("photos.*") if p.is_file() and p.suffix.lower().lstrip(".").startswith(("tsv", "csv"))
+    )
     if not found:
         present = sorted(p.name for p in sources.rglob("*") if p.is_file())[:12]
-        raise DatasetError("the Unsplash archive has no photos.tsv000 (nor photos.csv000)",
-                           hint=f"found: {', '.join(present) or 'nothing'}")
+        raise DatasetError(
+            "the Unsplash archive has no photos.tsv000 (nor photos.csv000)",
+            hint=f"found: {', '.join(present) or 'nothing'}",
+        )
     return found[0]
 
 
@@ -240,7 +254,7 @@ def _download_photo(job: tuple[str, str], output: Path, width: int, timeout: flo
     joiner = "&" if "?" in url else "?"
     sized = f"{url}{joiner}w={width}&fm=jpg&q=85&fit=max"
     destination = output / f"{photo_id}.jpg"
-    for attempt in range(2):  # one retry: a CDN drops the odd request among 25,000
+    for _attempt in range(2):  # one retry: a CDN drops the odd request among 25,000
         try:
             stream(sized, destination, timeout=timeout)
             with destination.open("rb") as handle:

@@ -49,8 +49,8 @@ def resolve_device(device: str | None = "auto") -> str:
 def load_adapter(info: ModelInfo, device: str = "auto"):
     """The adapter for stored model ``info``, its weights loaded on ``device``.
 
-    >>> adapter = load_adapter(session.models.get("tutorial_search_clip"), "cpu")
-    >>> adapter.embedding_dim
+    >>> adapter = load_adapter(session.models.get("tutorial_search_clip"), "cpu")  # doctest: +SKIP
+    >>> adapter.embedding_dim  # doctest: +SKIP
     512
     """
     target = LOADERS.get(info.family)
@@ -67,4 +67,3 @@ def load_adapter(info: ModelInfo, device: str = "auto"):
             raise
         raise ModelError(f"models of family '{info.family}' are not available in this installation") from exc
     return getattr(module, function_name)(info, resolve_device(device))
-

@@ -7,8 +7,9 @@ gives. Statements (CONVERT, SEARCH) only talk to models through this protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,8 +24,8 @@ ProgressFactory = Callable[..., object]
 class ModelAdapter(Protocol):
     """What CONVERT and SEARCH need of a model.
 
-    >>> adapter = session.model("tutorial_search_clip")
-    >>> adapter.embed_texts(["a black cat"]).shape
+    >>> adapter = session.model("tutorial_search_clip")  # doctest: +SKIP
+    >>> adapter.embed_texts(["a black cat"]).shape  # doctest: +SKIP
     (1, 512)
 
     ``info`` is the store's metadata, ``embedding_dim`` the d of every embedding and

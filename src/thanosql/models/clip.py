@@ -21,9 +21,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,9 @@ def model_config(arch: str, config: dict | None = None, span: Span | None = None
         raise ModelError(
             f"open_clip has no architecture '{arch}'",
             span=span,
-            hint=choices_hint(arch, [name for name in open_clip.list_models() if "-thanosql-" not in name],
-                              "architectures")
+            hint=choices_hint(
+                arch, [name for name in open_clip.list_models() if "-thanosql-" not in name], "architectures"
+            )
             + "; or give model_config='path/to/<arch>.json'",
         )
     return found
@@ -89,8 +91,8 @@ def build_open_clip(
 ):
     """An open_clip model in eval mode with its inference preprocessing and tokenizer.
 
-    >>> model, preprocess, tokenizer = build_open_clip("ViT-B-32", checkpoint="weights.pt")
-    >>> model.encode_image(preprocess(image)[None]).shape
+    >>> model, preprocess, tokenizer = build_open_clip("ViT-B-32", checkpoint="weights.pt")  # doctest: +SKIP
+    >>> model.encode_image(preprocess(image)[None]).shape  # doctest: +SKIP
     torch.Size([1, 512])
 
     ``config``: an open_clip config dict (for architectures open_clip does not ship; ``arch`` is
@@ -162,7 +164,7 @@ def _quiet_logging():
 def load_weights(model, checkpoint: str | os.PathLike, *, arch: str = "") -> None:
     """Load an open_clip checkpoint into ``model`` (strict: every weight must fit).
 
-    >>> load_weights(model, "weights.pt", arch="ViT-B-32")
+    >>> load_weights(model, "weights.pt", arch="ViT-B-32")  # doctest: +SKIP
 
     Accepts what open_clip accepts (a state_dict, a training checkpoint with 'state_dict',
     .safetensors) and OpenAI's TorchScript archives. Raises ModelError naming the file when it is
@@ -175,7 +177,7 @@ def load_weights(model, checkpoint: str | os.PathLike, *, arch: str = "") -> Non
             _load_torchscript(model, path)
         else:
             open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a user's file can fail in any layer (zip, pickle, shapes)
+    except Exception as exc:
         detail = str(exc).strip().split("\n")
         summary = " ".join(line.strip() for line in detail[:4])
         if len(summary) > 400:
@@ -251,13 +253,14 @@ def store_clip_model(
 ) -> ModelInfo:
     """Write ``model`` into the store as ``name`` in the layout of this module's docstring.
 
-    >>> store_clip_model(session.models, "m", model, arch="ViT-B-32", config=config).embedding_dim
+    >>> store_clip_model(session.models, "m", model, arch="ViT-B-32", config=config).embedding_dim  # doctest: +SKIP
     512
     """
     import torch
 
-    preprocess = {key: list(value) if isinstance(value, tuple) else value
-                  for key, value in model.visual.preprocess_cfg.items()}
+    preprocess = {
+        key: list(value) if isinstance(value, tuple) else value for key, value in model.visual.preprocess_cfg.items()
+    }
     options = {"pretrained": pretrained, "preprocess": preprocess, **(extra_options or {})}
     with store.create(
         name,
@@ -277,8 +280,8 @@ def store_clip_model(
 class ClipAdapter:
     """A stored CLIP model, ready to embed (see base.ModelAdapter).
 
-    >>> adapter = load(session.models.get("tutorial_search_clip"), "cpu")
-    >>> adapter.embed_texts(["a black cat", "a red car"]).shape
+    >>> adapter = load(session.models.get("tutorial_search_clip"), "cpu")  # doctest: +SKIP
+    >>> adapter.embed_texts(["a black cat", "a red car"]).shape  # doctest: +SKIP
     (2, 512)
 
     Embeddings are open_clip's ``encode_image``/``encode_text`` outputs, not normalised.

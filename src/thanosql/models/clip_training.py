@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .. import options
 from ..errors import ModelError
@@ -57,11 +58,12 @@ class ClipTrainingConfig:
         }
 
     @classmethod
-    def from_options(cls, stored: dict[str, Any]) -> "ClipTrainingConfig":
+    def from_options(cls, stored: dict[str, Any]) -> ClipTrainingConfig:
         """The settings a stored model was trained with (its model.json "training"), defaults for
         those it does not record."""
-        return cls(**{key: stored[key] for key in ("max_epochs", "batch_size", "learning_rate", "seed")
-                      if key in stored})
+        return cls(
+            **{key: stored[key] for key in ("max_epochs", "batch_size", "learning_rate", "seed") if key in stored}
+        )
 
 
 def default_learning_rate(pretrained: bool) -> float:
@@ -73,7 +75,7 @@ def default_learning_rate(pretrained: bool) -> float:
 class CaptionedImages:
     """Image-caption pairs: item i is ``(image tensor, token ids)`` of pair i.
 
-    >>> CaptionedImages(paths, texts, preprocess, tokenizer, input_size=64)[0][1].shape
+    >>> CaptionedImages(paths, texts, preprocess, tokenizer, input_size=64)[0][1].shape  # doctest: +SKIP
     torch.Size([32])
 
     Captions are tokenized once. Images are decoded once (reduced, see `_decoded`) and kept when
@@ -81,8 +83,16 @@ class CaptionedImages:
     starts, so an unreadable one fails at once (ImageReadError naming it).
     """
 
-    def __init__(self, paths: Sequence[str | Path], texts: Sequence[str], preprocess, tokenizer,
-                 *, input_size: int, progress=None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        texts: Sequence[str],
+        preprocess,
+        tokenizer,
+        *,
+        input_size: int,
+        progress=None,
+    ) -> None:
         self.paths = [str(p) for p in paths]
         self.preprocess = preprocess
         self.input_size = input_size
@@ -137,11 +147,18 @@ def _learning_rate_at(step: int, total: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_clip(model, dataset: CaptionedImages, config: ClipTrainingConfig, *, device: str = "cpu",
-               num_workers: int | None = None, progress=None):
+def train_clip(
+    model,
+    dataset: CaptionedImages,
+    config: ClipTrainingConfig,
+    *,
+    device: str = "cpu",
+    num_workers: int | None = None,
+    progress=None,
+):
     """Train ``model`` (an open_clip CLIP) on ``dataset`` in place: ``(model, report)``.
 
-    >>> model, report = train_clip(model, CaptionedImages(paths, texts, preprocess, tokenizer, input_size=64), config)
+    >>> model, report = train_clip(model, CaptionedImages(paths, texts, preprocess, tokenizer, input_size=64), config)  # doctest: +SKIP
 
     Each step embeds ``batch_size`` images and their captions and takes open_clip's ClipLoss
     (symmetric cross-entropy over the batch's image-text similarities, scaled by the model's
@@ -176,9 +193,17 @@ def train_clip(model, dataset: CaptionedImages, config: ClipTrainingConfig, *, d
             model.logit_scale.clamp_(0, math.log(100))
         return float(loss.detach())
 
-    report = run_epochs(dataset, step, batch_size=config.batch_size, max_epochs=config.max_epochs, seed=config.seed,
-                        num_workers=0 if num_workers is None else num_workers, device=device, progress=progress,
-                        desc="CLIP")
+    report = run_epochs(
+        dataset,
+        step,
+        batch_size=config.batch_size,
+        max_epochs=config.max_epochs,
+        seed=config.seed,
+        num_workers=0 if num_workers is None else num_workers,
+        device=device,
+        progress=progress,
+        desc="CLIP",
+    )
     return model.to("cpu").eval(), report
 
 

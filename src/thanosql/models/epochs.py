@@ -6,8 +6,9 @@ worker processes stopped at once on an interrupt.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def run_epochs(
     every batch of ``dataset``, ``max_epochs`` times; ``index`` counts steps from 0 and ``total``
     is their number, for schedules.
 
-    >>> run_epochs(images, step, batch_size=16, max_epochs=1, seed=0, num_workers=0, device="cpu", desc="SimCLR")
+    >>> run_epochs(images, step, batch_size=16, max_epochs=1, seed=0, num_workers=0, device="cpu", desc="SimCLR")  # doctest: +SKIP
     TrainingReport(steps=62, epochs=1, last_loss=2.4, seconds=17.1)
 
     Batches are shuffled by a generator seeded with ``seed``. Contrastive losses need two

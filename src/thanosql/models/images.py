@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class ImageReadError(DatasetError):
 def open_image(path: str | Path, input_size: int | None = None):
     """Open ``path`` with PIL, asking JPEGs to decode at a reduced size when the model needs less.
 
-    >>> open_image("photo.jpg", input_size=224).size  # a 3000x2000 camera JPEG
+    >>> open_image("photo.jpg", input_size=224).size  # a 3000x2000 camera JPEG  # doctest: +SKIP
     (750, 500)
 
     750x500 is the largest reduction that keeps ``DRAFT_MARGIN * input_size`` pixels on the short
@@ -98,8 +98,9 @@ def decode_for_training(path: str | Path, input_size: int, color: str = "rgb"):
     side = 2 * input_size
     if min(image.size) > side:
         scale = side / min(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
     return image
 
 
@@ -121,8 +122,9 @@ def read_training_images(paths: Sequence[str], decode, *, keep: bool, progress=N
                         image.verify()
             except _read_errors() as exc:
                 reason = describe_failure(exc)
-                raise ImageReadError(f"cannot read image '{path}': {reason}", path=path, index=index,
-                                     reason=reason) from exc
+                raise ImageReadError(
+                    f"cannot read image '{path}': {reason}", path=path, index=index, reason=reason
+                ) from exc
             if bar is not None:
                 bar.update(1)
     finally:
@@ -150,7 +152,7 @@ class ImageFiles:
     """A map-style dataset (torch DataLoader protocol): item i is ``(i, tensor or None, reason or
     None, CPU seconds spent)``.
 
-    >>> ImageFiles(["a.jpg"], preprocess, input_size=224)[0]
+    >>> ImageFiles(["a.jpg"], preprocess, input_size=224)[0]  # doctest: +SKIP
     (0, tensor([...]), None, 0.004)
 
     Defined at module level so that worker processes started with spawn/forkserver can pickle it.
@@ -288,8 +290,15 @@ class _Schedule:
         # Workers hand over small chunks that the encoder's batches are then made of: one worker
         # per whole batch would leave the others idle when there are only a few batches.
         chunk = max(1, min(MAX_CHUNK, math.ceil(self.batch_size / self.workers)))
-        chunks = iter(DataLoader(Subset(self.dataset, range(start, count)), batch_size=chunk,
-                                 num_workers=self.workers, collate_fn=collate, pin_memory=self.device == "cuda"))
+        chunks = iter(
+            DataLoader(
+                Subset(self.dataset, range(start, count)),
+                batch_size=chunk,
+                num_workers=self.workers,
+                collate_fn=collate,
+                pin_memory=self.device == "cuda",
+            )
+        )
         try:
             yield from _regroup(chunks, self.batch_size)
         finally:
@@ -358,7 +367,7 @@ def embed_image_batches(
 ) -> np.ndarray:
     """Embed the image files ``paths``: an ``(len(paths), d)`` float32 array, in input order.
 
-    >>> embed_image_batches(paths, preprocess, model.encode_image, batch_size=32, input_size=224).shape
+    >>> embed_image_batches(paths, preprocess, model.encode_image, batch_size=32, input_size=224).shape  # doctest: +SKIP
     (1000, 512)
 
     ``preprocess`` maps a PIL image to a ``(3, H, W)`` tensor and ``encode`` a ``(B, 3, H, W)``
@@ -394,8 +403,12 @@ def embed_image_batches(
                     if result is None:
                         result = np.full((count, embeddings.shape[1]), np.nan, dtype=np.float32)
                     result[indexes] = embeddings
-                schedule.record(len(indexes) + len(failures), decode_seconds,
-                                time.process_time() - started_cpu, time.perf_counter() - started)
+                schedule.record(
+                    len(indexes) + len(failures),
+                    decode_seconds,
+                    time.process_time() - started_cpu,
+                    time.perf_counter() - started,
+                )
                 if bar is not None:
                     bar.update(len(indexes) + len(failures))
     finally:

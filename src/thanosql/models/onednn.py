@@ -1,7 +1,7 @@
 """open_clip image towers for CPU inference with their linear layers in oneDNN's packed layout.
 
->>> encode = packed_tower(model.visual, rows=32 * 50)   # None where this torch cannot
->>> encode(batch)                                       # as model.visual(batch), within ~3e-6
+>>> encode = packed_tower(model.visual, rows=32 * 50)   # None where this torch cannot  # doctest: +SKIP
+>>> encode(batch)                                       # as model.visual(batch), within ~3e-6  # doctest: +SKIP
 
 torch runs a float32 ``nn.Linear`` on the CPU through MKL's sgemm, which reads the weight in its
 plain layout on every call. oneDNN can reorder a weight once into the blocked layout its AVX-512
@@ -118,7 +118,7 @@ class PackedSelfAttention(nn.Module):
         return (out if self.batch_first else out.transpose(0, 1)), None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packing_works() -> bool:
     """Whether this torch has oneDNN's packed linear and it computes what F.linear does, with and
     without the fused GELU, for a row count other than the one it was packed for."""

@@ -11,8 +11,8 @@ uploaded) and model.json (family='pytorch', arch=<class name>, options: input_si
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def read_module(path: str | Path):
             raise ModelError(f"cannot load the TorchScript archive {path}: {exc}") from exc
     try:
         module = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - unpickling a user's file can fail in any way
+    except Exception as exc:
         raise ModelError(
             f"cannot load {path} as a PyTorch model: {type(exc).__name__}: {exc}",
             hint="save it with torch.jit.save(torch.jit.script(model), path) (or torch.save(model, path) "
@@ -62,21 +62,20 @@ def embedding_width(module, input_size: int) -> int:
     try:
         with torch.inference_mode():
             output = module(torch.zeros(1, 3, input_size, input_size))
-    except Exception as exc:  # noqa: BLE001 - the user's forward() may raise anything
+    except Exception as exc:
         raise ModelError(
             f"the model fails on a (1, 3, {input_size}, {input_size}) image: {type(exc).__name__}: {exc}",
             hint="give the side it expects with OPTIONS (input_size=...)",
         ) from exc
     if not isinstance(output, torch.Tensor) or output.dim() < 2 or output[0].numel() != output.shape[1]:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ModelError(
-            f"the model returns {shape} for one image; an image encoder returns (1, d) or (1, d, 1, 1)"
-        )
+        raise ModelError(f"the model returns {shape} for one image; an image encoder returns (1, d) or (1, d, 1, 1)")
     return int(output.shape[1])
 
 
-def store_pytorch_model(store: ModelStore, name: str, path: Path, *, input_size: int, source: str,
-                        overwrite: bool = False, span=None) -> ModelInfo:
+def store_pytorch_model(
+    store: ModelStore, name: str, path: Path, *, input_size: int, source: str, overwrite: bool = False, span=None
+) -> ModelInfo:
     """Check the file, then copy it into the store as ``name``."""
     module, file_format = read_module(path)
     dim = embedding_width(module, input_size)
@@ -99,13 +98,15 @@ def image_preprocess(input_size: int):
     from .torchvision_shim import import_torchvision
 
     transforms = import_torchvision().transforms
-    return transforms.Compose([
-        transforms.Resize(input_size, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(input_size),
-        transforms.Lambda(_rgb),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(input_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(input_size),
+            transforms.Lambda(_rgb),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def _rgb(image):
@@ -128,8 +129,15 @@ class PytorchAdapter:
     def _encode(self, batch):
         return self.module(batch).flatten(1)
 
-    def embed_images(self, paths: Sequence[str | Path], *, batch_size: int | None = None,
-                     num_workers: int | None = None, progress=None, on_error: str = "raise") -> np.ndarray:
+    def embed_images(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        progress=None,
+        on_error: str = "raise",
+    ) -> np.ndarray:
         return embed_image_batches(
             paths,
             self.preprocess,
@@ -150,7 +158,8 @@ class PytorchAdapter:
 def load(info: ModelInfo, device: str) -> PytorchAdapter:
     path = Path(info.path) / MODEL_FILE
     if not path.is_file():
-        raise ModelError(f"model '{info.name}' is damaged: {path} is missing",
-                         hint=f"DELETE MODEL {info.name}, then upload it again")
+        raise ModelError(
+            f"model '{info.name}' is damaged: {path} is missing", hint=f"DELETE MODEL {info.name}, then upload it again"
+        )
     module, _ = read_module(path)
     return PytorchAdapter(info, module, device)

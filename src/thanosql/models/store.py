@@ -10,11 +10,12 @@ damaged and can be deleted. No torch here: listing and metadata stay cheap.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ModelError, Span, choices_hint
 from ..stores import FolderStore
@@ -47,10 +48,10 @@ class ModelInfo:
 class ModelStore:
     """Models of one workspace, by name.
 
-    >>> store = ModelStore(Path("/tmp/ws/thanosql-model"))
-    >>> with store.create("m", family="clip", arch="ViT-B-32", embedding_dim=512) as folder:
+    >>> store = ModelStore(Path("/tmp/ws/thanosql-model"))  # doctest: +SKIP
+    >>> with store.create("m", family="clip", arch="ViT-B-32", embedding_dim=512) as folder:  # doctest: +SKIP
     ...     (folder / "weights.pt").write_bytes(b"...")
-    >>> store.get("m").arch
+    >>> store.get("m").arch  # doctest: +SKIP
     'ViT-B-32'
     """
 

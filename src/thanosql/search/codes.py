@@ -2,7 +2,7 @@
 what the codes leave out (pure NumPy). Each row's codes depend on that row alone, so a row read
 again quantises to the same codes.
 
->>> rows = quantise(matrix, present)            # two int8 levels per row, with per-row scales
+>>> rows = quantise(matrix, present)            # two int8 levels per row, with per-row scales  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Quantised:
     FIELDS = ("codes", "scale", "code_norm", "residual", "fine_codes", "fine_scale", "fine_norm", "remainder", "valid")
 
     @classmethod
-    def empty(cls, rows: int, dim: int) -> "Quantised":
+    def empty(cls, rows: int, dim: int) -> Quantised:
         def matrix():
             return np.empty((rows, dim), np.int8)
 
@@ -45,7 +45,7 @@ class Quantised:
 
         return cls(matrix(), vector(), vector(), vector(), matrix(), vector(), vector(), vector(), vector(bool))
 
-    def take(self, order: np.ndarray) -> "Quantised":
+    def take(self, order: np.ndarray) -> Quantised:
         return Quantised(*(getattr(self, name)[order] for name in self.FIELDS))
 
 

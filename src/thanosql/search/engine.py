@@ -6,8 +6,10 @@ the database's change token), never a session.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -55,7 +57,7 @@ class Source:
       text (caches.LRU);
     - ``database``: ``change_token()`` and ``checkpoint(connection)`` (database.Database).
 
-    >>> source = Source.of(session)
+    >>> source = Source.of(session)  # doctest: +SKIP
     """
 
     connect: Callable[[], ContextManager[duckdb.DuckDBPyConnection]]
@@ -65,7 +67,7 @@ class Source:
     database: Any
 
     @classmethod
-    def of(cls, session: Any) -> "Source":
+    def of(cls, session: Any) -> Source:
         """A session's connections, caches and database; a Source is returned as it is."""
         if isinstance(session, Source):
             return session
@@ -84,7 +86,7 @@ def search(
 ) -> Ranking:
     """Rank the rows of ``sql`` by the cosine of ``column`` to ``query`` (d,).
 
-    >>> search(Source.of(session), "SELECT * FROM images", "convert_result", text_embedding, top_k=5).rows
+    >>> search(Source.of(session), "SELECT * FROM images", "convert_result", text_embedding, top_k=5).rows  # doctest: +SKIP
 
     ``source`` holds the connections, caches and database to use (a session is adapted by
     Source.of). ``top_k=None`` keeps every row. With ``keep_input_order`` the kept rows stay in

@@ -5,7 +5,7 @@ build_index reads one from batches of (rowid, embedding). No DuckDB: rows come i
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +27,8 @@ class StaleIndex(Exception):
 class CompactIndex:
     """An embedding column's rows in two int8 levels, to screen a query before exact scoring.
 
-    >>> index = CompactIndex(rowids, quantise(matrix, present))
-    >>> index.screen(query, top_k=10)          # positions whose exact score may be in the top 10
+    >>> index = CompactIndex(rowids, quantise(matrix, present))  # doctest: +SKIP
+    >>> index.screen(query, top_k=10)          # positions whose exact score may be in the top 10  # doctest: +SKIP
 
     ``screen`` scans the first level of every row (n*d bytes, int8 GEMV), then re-bounds the
     survivors with both levels and the query unquantised, so that about ``top_k`` rows remain.
@@ -161,7 +161,7 @@ def _above_kth(lower: np.ndarray, upper: np.ndarray, top_k: int) -> np.ndarray:
 def build_index(batches: Iterable[pa.RecordBatch], rows: int, name: str = "embedding") -> CompactIndex:
     """A CompactIndex from batches of (rowid, embedding) holding ``rows`` rows in all.
 
-    >>> build_index(connection.sql("SELECT rowid, emb FROM t").to_arrow_reader(32768), count)
+    >>> build_index(connection.sql("SELECT rowid, emb FROM t").to_arrow_reader(32768), count)  # doctest: +SKIP
 
     Batches are quantised as they arrive, so the float32 column is never held whole, and a large
     index is packed (kernels.Packing) while later batches are read. Raises StaleIndex if the

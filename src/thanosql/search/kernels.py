@@ -3,7 +3,7 @@ under the compact index (index.py). ``first_level_products`` runs the fastest ke
 has passed a check for; ``two_level_products`` and ``int8_matvec`` are exact integer products.
 torch is imported inside the functions only.
 
->>> products, query_error, relative_error = first_level_products(rows.codes, query)
+>>> products, query_error, relative_error = first_level_products(rows.codes, query)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def int8_matvec(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
         threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
         with _torch_threads(threads):
             try:
-                return int_mm(torch.from_numpy(np.ascontiguousarray(codes)), column).reshape(-1).numpy().astype(np.int64)
+                return (
+                    int_mm(torch.from_numpy(np.ascontiguousarray(codes)), column).reshape(-1).numpy().astype(np.int64)
+                )
             except (RuntimeError, NotImplementedError):
                 pass  # an unsupported shape or build: the exact fallback below
     return int8_matvec_float(codes, query_codes)
@@ -109,7 +111,7 @@ BF16_ERROR = 2.0**-8
 
 
 def first_level_products(
-    codes: np.ndarray, query: np.ndarray, packed: "PackedCodes | None" = None
+    codes: np.ndarray, query: np.ndarray, packed: PackedCodes | None = None
 ) -> tuple[np.ndarray, float, float]:
     """``(p, q, r)``: p (n,) float32 with ``|c_i.v - p_i| <= |c_i| * q + |p_i| * r`` for each row
     ``c_i`` of ``codes`` (n, d) int8 and ``v`` the query normalised.
@@ -152,7 +154,7 @@ def _bf16_products(codes: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return widened.view(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bf16_kernel_fits(dim: int) -> bool:
     """Whether the int8-weight GEMV can screen rows of ``dim`` values: torch has it, ``dim`` is a
     multiple of 16 (its AVX512 loop reads 16 values at a time, past the end otherwise), and on
@@ -224,8 +226,8 @@ def _pack_chunk(torch, codes: np.ndarray):
 class PackedCodes:
     """int8 codes (n, d) packed for fbgemm's int8 GEMM, in chunks of ``chunk_rows`` rows.
 
-    >>> packed = PackedCodes.pack(rows.codes)     # None where fbgemm is missing or fails its check
-    >>> products, query_error, relative_error = packed.products(unit_query)
+    >>> packed = PackedCodes.pack(rows.codes)     # None where fbgemm is missing or fails its check  # doctest: +SKIP
+    >>> products, query_error, relative_error = packed.products(unit_query)  # doctest: +SKIP
 
     The query is put on an unsigned 8-bit (or 7-bit) grid, a scale and a zero point, so the
     integer sums are exact; the error is the query's distance to that grid, plus fbgemm's float32
@@ -245,7 +247,7 @@ class PackedCodes:
         return self.rows * (self.dim + 4)
 
     @classmethod
-    def pack(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> "PackedCodes | None":
+    def pack(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> PackedCodes | None:
         """The codes packed, or None where this machine's fbgemm is missing or fails the check."""
         query_levels = _packed_query_levels(codes.shape[1]) if len(codes) else 0
         if not query_levels:
@@ -253,7 +255,7 @@ class PackedCodes:
         return cls._pack(codes, chunk_rows, query_levels)
 
     @classmethod
-    def _pack(cls, codes: np.ndarray, chunk_rows: int, query_levels: int) -> "PackedCodes":
+    def _pack(cls, codes: np.ndarray, chunk_rows: int, query_levels: int) -> PackedCodes:
         import torch
 
         # Every row is ready: the chunks pack side by side, one per thread.
@@ -261,7 +263,7 @@ class PackedCodes:
         return packing.finish(len(codes))
 
     @classmethod
-    def packing(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> "Packing | None":
+    def packing(cls, codes: np.ndarray, chunk_rows: int = PACK_CHUNK_ROWS) -> Packing | None:
         """A Packing of ``codes`` (n, d), an array still being filled in, from its first rows
         on; None where fbgemm is missing or fails the check."""
         query_levels = _packed_query_levels(codes.shape[1]) if len(codes) else 0
@@ -288,9 +290,9 @@ class Packing:
     as ``rows_ready`` says it is complete, on ``threads`` background threads (packing releases
     the GIL), so that a million rows' 3 s of packing overlap the reading and quantising.
 
-    >>> packing = PackedCodes.packing(codes)   # codes: preallocated (n, d) int8
-    >>> packing.rows_ready(65536)              # after filling rows 0..65535
-    >>> packed = packing.finish(n)             # packs the rest, waits, returns the PackedCodes
+    >>> packing = PackedCodes.packing(codes)   # codes: preallocated (n, d) int8  # doctest: +SKIP
+    >>> packing.rows_ready(65536)              # after filling rows 0..65535  # doctest: +SKIP
+    >>> packed = packing.finish(n)             # packs the rest, waits, returns the PackedCodes  # doctest: +SKIP
 
     fbgemm stays the quantized engine until ``finish`` or ``cancel``.
     """
@@ -346,7 +348,7 @@ def _packed_query(unit: np.ndarray, query_levels: int) -> tuple[np.ndarray, floa
     return (levels * scale).astype(np.float32), scale, zero_point, float(round_up(np.array([error]))[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packed_query_levels(dim: int) -> int:
     """The finest query grid (PACKED_QUERY_LEVELS) on which fbgemm screens rows of ``dim``
     values correctly here; 0 where it has none (or torch has no fbgemm)."""

@@ -87,8 +87,7 @@ def _embed_images(session, adapter, values, present, options, column, spans, nod
         shown = ", ".join(f"'{values[row]}'" for row in failed[:3]) + (", ..." if len(failed) > 3 else "")
         noun = "image" if len(failed) == 1 else "images"
         session.notify(
-            f"{len(failed)} of {len(paths)} {noun} could not be read; "
-            f"their {options['result_col']} is NULL: {shown}"
+            f"{len(failed)} of {len(paths)} {noun} could not be read; their {options['result_col']} is NULL: {shown}"
         )
     return embeddings
 
@@ -101,8 +100,7 @@ def _checked(embeddings: np.ndarray, count: int, adapter) -> np.ndarray:
         return np.full((count, dim), np.nan, dtype=np.float32)
     if embeddings.shape != (count, dim):
         raise ModelError(
-            f"model '{adapter.info.name}' returned embeddings of shape {embeddings.shape}, "
-            f"expected ({count}, {dim})",
+            f"model '{adapter.info.name}' returned embeddings of shape {embeddings.shape}, expected ({count}, {dim})",
             hint="its model.json embedding_dim does not match its weights; make the model again",
         )
     return embeddings

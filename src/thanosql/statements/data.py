@@ -14,10 +14,11 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -65,11 +66,23 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MEDIA_COLUMNS = {"image_path": IMAGE_SUFFIXES, "audio_path": AUDIO_SUFFIXES, "video_path": VIDEO_SUFFIXES}
 FORMATS_BY_SUFFIX = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".csv.gz": "csv", ".tsv.gz": "csv",
-    ".parquet": "parquet", ".pqt": "parquet",
-    ".json": "json", ".jsonl": "json", ".ndjson": "json", ".json.gz": "json",
-    ".pkl": "pickle", ".pickle": "pickle",
-    ".xls": "excel", ".xlsx": "excel", ".xlsm": "excel", ".xlsb": "excel",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".csv.gz": "csv",
+    ".tsv.gz": "csv",
+    ".parquet": "parquet",
+    ".pqt": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json.gz": "json",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".xls": "excel",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xlsb": "excel",
 }
 
 
@@ -100,7 +113,7 @@ def copy(session, step) -> None:
 def read_source(session, source: str, fmt: str | None = None) -> pa.Table:
     """The rows of a COPY source, as a pyarrow Table.
 
-    >>> read_source(session, "thanosql-dataset/mnist_data/mnist_test.csv").num_rows
+    >>> read_source(session, "thanosql-dataset/mnist_data/mnist_test.csv").num_rows  # doctest: +SKIP
     200
 
     Files are read through a private in-memory DuckDB connection, never the workspace's: the
@@ -116,8 +129,13 @@ def read_source(session, source: str, fmt: str | None = None) -> pa.Table:
         if path.is_dir():
             return read_media_folder(path, session.workspace)
         kind = fmt or _format_of(path)
-        reader = {"csv": _read_csv, "parquet": _read_parquet, "json": _read_json_file,
-                  "pickle": _read_pickle, "excel": _read_excel}[kind]
+        reader = {
+            "csv": _read_csv,
+            "parquet": _read_parquet,
+            "json": _read_json_file,
+            "pickle": _read_pickle,
+            "excel": _read_excel,
+        }[kind]
         return reader(path)
 
 
@@ -149,8 +167,12 @@ def _format_of(path: Path) -> str:
 
 def _missing_hint(session, source: str, path: Path) -> str:
     parts = Path(source).parts
-    if len(parts) >= 2 and parts[0] == "thanosql-dataset" and _is_name(parts[1]) \
-            and not (session.dataset_dir / parts[1]).exists():
+    if (
+        len(parts) >= 2
+        and parts[0] == "thanosql-dataset"
+        and _is_name(parts[1])
+        and not (session.dataset_dir / parts[1]).exists()
+    ):
         return f"dataset '{parts[1]}' is not in this workspace yet: run GET THANOSQL DATASET {parts[1]} first"
     return f"relative paths start at the workspace, {session.workspace}"
 
@@ -267,8 +289,7 @@ def _refuse_ragged_rows(path: Path, delimiter: str | None, cause: Exception | No
     others = f" ({len(rows):,} lines in all have a different number)" if len(rows) > 1 else ""
     shown = {"\t": "tab", None: ","}.get(delimiter, delimiter)
     raise DatasetError(
-        f"cannot read CSV file {path}: line {line} has {found} fields where {expected} are "
-        f"expected{others}",
+        f"cannot read CSV file {path}: line {line} has {found} fields where {expected} are expected{others}",
         hint=f"fix the file so that every line has {expected} fields, or put double quotes around "
         f"fields that hold the delimiter ({shown!r})",
     ) from cause
@@ -286,7 +307,8 @@ def _refuse_blank(path: Path, kind: str) -> None:
         return  # unreadable (say, a damaged .gz): DuckDB's error says so
     raise DatasetError(
         f"cannot read {kind} file {path}: the file is empty",
-        hint="a CSV file needs at least a header line naming the columns" if kind == "CSV"
+        hint="a CSV file needs at least a header line naming the columns"
+        if kind == "CSV"
         else "a JSON file needs at least one record",
     )
 
@@ -305,8 +327,10 @@ def _refuse_bad_text(path: Path, kind: str, cause: Exception) -> None:
             utf16 = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")  # UTF-16's byte-order marks
         encoding = "utf-16" if utf16 else "latin-1"
         quoted = str(path).replace("'", "''")
-        hint = (f"save the file as UTF-8, or read it with DuckDB, which decodes other encodings: "
-                f"CREATE TABLE t AS SELECT * FROM read_csv('{quoted}', encoding='{encoding}')")
+        hint = (
+            f"save the file as UTF-8, or read it with DuckDB, which decodes other encodings: "
+            f"CREATE TABLE t AS SELECT * FROM read_csv('{quoted}', encoding='{encoding}')"
+        )
     else:
         hint = "JSON files are UTF-8 (RFC 8259): save it as UTF-8, e.g. iconv -f latin1 -t utf-8 in.json > out.json"
     raise DatasetError(
@@ -333,7 +357,7 @@ def _first_invalid_utf8(path: Path) -> tuple[int, int, int, bytes] | None:
                 line += before.count(b"\n")
                 if b"\n" in before:
                     line_start = offset + before.rindex(b"\n") + 1
-                return line, at - line_start + 1, at, exc.object[exc.start:exc.end]
+                return line, at - line_start + 1, at, exc.object[exc.start : exc.end]
             if not chunk:
                 return None
             line += chunk.count(b"\n")
@@ -360,8 +384,10 @@ def _read_pickle(path: Path) -> pa.Table:
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     if not isinstance(frame, pd.DataFrame):
-        raise DatasetError(f"{path.name} holds a {type(frame).__name__}, not a pandas DataFrame",
-                           hint="pickle a DataFrame (df.to_pickle(path)) to COPY it")
+        raise DatasetError(
+            f"{path.name} holds a {type(frame).__name__}, not a pandas DataFrame",
+            hint="pickle a DataFrame (df.to_pickle(path)) to COPY it",
+        )
     return _frame_to_arrow(frame, path.name)
 
 
@@ -424,8 +450,10 @@ def _read_json_text(text: str) -> pa.Table:
             return _frame_to_arrow(pd.read_json(io.StringIO(text), orient="columns"), "the JSON text")
         records = [records]
     if not all(isinstance(r, dict) for r in records):
-        raise DatasetError("JSON text after COPY ... FROM must be a list of records (objects)",
-                           hint="write it with df.to_json(orient='records')")
+        raise DatasetError(
+            "JSON text after COPY ... FROM must be a list of records (objects)",
+            hint="write it with df.to_json(orient='records')",
+        )
     if not records:
         raise DatasetError("the JSON text after COPY ... FROM holds no records", hint="a table needs at least one row")
     frame = pd.DataFrame.from_records(records)
@@ -435,7 +463,7 @@ def _read_json_text(text: str) -> pa.Table:
 def read_media_folder(folder: Path, workspace: Path) -> pa.Table:
     """One row per image (or audio, or video) file under ``folder``, in path order.
 
-    >>> read_media_folder(Path("/ws/thanosql-dataset/diet_data/diet"), Path("/ws")).column_names
+    >>> read_media_folder(Path("/ws/thanosql-dataset/diet_data/diet"), Path("/ws")).column_names  # doctest: +SKIP
     ['image_path', 'filename', 'label']
 
     Columns: ``image_path`` (``audio_path``, ``video_path`` for those media), relative to the
@@ -459,8 +487,10 @@ def read_media_folder(folder: Path, workspace: Path) -> pa.Table:
         )
     if len(kinds) > 1:
         counts = ", ".join(f"{len(paths):,} {column.split('_')[0]}" for column, paths in kinds.items())
-        raise DatasetError(f"{folder} mixes media kinds ({counts} files)",
-                           hint="put each kind in a folder of its own and COPY them one by one")
+        raise DatasetError(
+            f"{folder} mixes media kinds ({counts} files)",
+            hint="put each kind in a folder of its own and COPY them one by one",
+        )
     column, paths = next(iter(kinds.items()))
     paths.sort(key=lambda p: p.relative_to(folder).as_posix())
     relative = [p.relative_to(folder) for p in paths]
@@ -489,18 +519,33 @@ def _first_line(exc: Exception) -> str:
 
 # The class names the original product showed (DIALECT.md §5): CLIPEn, SimCLR, User_PyTorch.
 CLASS_NAMES = {"clip": "CLIPEn", "simclr": "SimCLR", "pytorch": "User_PyTorch"}
-MODEL_SCHEMA = pa.schema([
-    ("name", pa.string()), ("class_name", pa.string()), ("last_updated_utc", pa.timestamp("s")),
-    ("arch", pa.string()), ("embedding_dim", pa.int32()), ("status", pa.string()),
-])
-PRETRAINED_SCHEMA = pa.schema([
-    ("name", pa.string()), ("class_name", pa.string()), ("last_updated_utc", pa.timestamp("s")),
-    ("description", pa.string()),
-])
-DATASET_SCHEMA = pa.schema([
-    ("dataset_name", pa.string()), ("data_type", pa.string()), ("description", pa.string()),
-    ("builtin", pa.bool_()), ("downloaded", pa.bool_()),
-])
+MODEL_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("class_name", pa.string()),
+        ("last_updated_utc", pa.timestamp("s")),
+        ("arch", pa.string()),
+        ("embedding_dim", pa.int32()),
+        ("status", pa.string()),
+    ]
+)
+PRETRAINED_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("class_name", pa.string()),
+        ("last_updated_utc", pa.timestamp("s")),
+        ("description", pa.string()),
+    ]
+)
+DATASET_SCHEMA = pa.schema(
+    [
+        ("dataset_name", pa.string()),
+        ("data_type", pa.string()),
+        ("description", pa.string()),
+        ("builtin", pa.bool_()),
+        ("downloaded", pa.bool_()),
+    ]
+)
 TABLE_SCHEMA = pa.schema([("table_name", pa.string())])
 
 
@@ -520,8 +565,11 @@ def list_objects(session, step) -> pa.Table:
         return _list_pretrained()
     if what == "thanosql dataset":
         return _list_datasets(session, step.statement)
-    raise PlanError(f"LIST {what.upper()} is not a catalogue", span=step.statement.span,
-                    hint="LIST MODEL, LIST TABLE, LIST THANOSQL MODEL or LIST THANOSQL DATASET")
+    raise PlanError(
+        f"LIST {what.upper()} is not a catalogue",
+        span=step.statement.span,
+        hint="LIST MODEL, LIST TABLE, LIST THANOSQL MODEL or LIST THANOSQL DATASET",
+    )
 
 
 def _list_tables(session) -> pa.Table:
@@ -558,8 +606,10 @@ def _list_models(session) -> pa.Table:
 def _list_pretrained() -> pa.Table:
     from ..models.catalog import list_pretrained
 
-    rows = [dict(row) if isinstance(row, dict) else dict(zip(("name", "class_name", "description"), row))
-            for row in list_pretrained()]
+    rows = [
+        dict(row) if isinstance(row, dict) else dict(zip(("name", "class_name", "description"), row))
+        for row in list_pretrained()
+    ]
     return pa.table(
         {
             "name": [r["name"] for r in rows],

@@ -34,8 +34,9 @@ def get_model(session, step) -> None:
     # Refuse before a download, not after it.
     store.check_writable(name, overwrite=options["overwrite"], span=spans.get("model_name", node.span))
     arch, tag, config, resolved = _find_weights(session, step, entry)
-    model, _, _ = build_open_clip(arch, config, "cpu", checkpoint=resolved.path,
-                                  preprocess_cfg=tag_preprocess_cfg(arch, tag))
+    model, _, _ = build_open_clip(
+        arch, config, "cpu", checkpoint=resolved.path, preprocess_cfg=tag_preprocess_cfg(arch, tag)
+    )
     store_clip_model(
         store,
         name,
@@ -192,8 +193,9 @@ def _upload_config(session, step) -> tuple[str, dict]:
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ModelError(f"model config not found: {given}", span=span,
-                         hint="relative paths start at the workspace folder") from exc
+        raise ModelError(
+            f"model config not found: {given}", span=span, hint="relative paths start at the workspace folder"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model config {given}: {exc}", span=span) from exc
     if not isinstance(config, dict):

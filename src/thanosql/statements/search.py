@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..search import engine
 from ..errors import ExecutionError, ModelError, PlanError, choices_hint
+from ..search import engine
 
 SEARCHABLE_MEDIA = ("image", "text")
 NUMBER_TYPES = ("float", "double", "tinyint", "smallint", "integer", "bigint", "hugeint", "decimal")
@@ -128,8 +128,7 @@ def _check_dimension(relation, column: str, adapter, span) -> None:
             f"column '{column}' holds embeddings of {size} values, but model '{adapter.info.name}' "
             f"makes {adapter.embedding_dim}",
             span=span,
-            hint=f"search '{column}' with the model that made it, or CONVERT the rows with "
-            f"'{adapter.info.name}' first",
+            hint=f"search '{column}' with the model that made it, or CONVERT the rows with '{adapter.info.name}' first",
         )
 
 
@@ -137,7 +136,7 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
     """The model's embedding (d,) of the search input: a text, or an image path (relative paths
     start at the workspace). Kept per session, so re-running a search does not re-encode.
 
-    >>> query_embedding(session, session.model("tutorial_search_clip"), "text", "a black cat").shape
+    >>> query_embedding(session, session.model("tutorial_search_clip"), "text", "a black cat").shape  # doctest: +SKIP
     (512,)
     """
     name = adapter.info.name

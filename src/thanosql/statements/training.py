@@ -15,8 +15,18 @@ from ..options import SIMCLR_LEARNING_RATE
 # Options that fix what a model is; FIT MODEL keeps them from the model it continues.
 SIMCLR_ARCHITECTURE = ("input_size", "color", "stem", "pretrained")
 CLIP_ARCHITECTURE = ("arch", "pretrained")
-SIMCLR_ONLY = ("input_size", "color", "stem", "temperature", "min_scale", "horizontal_flip", "vertical_flip",
-               "rotation", "color_jitter", "blur")
+SIMCLR_ONLY = (
+    "input_size",
+    "color",
+    "stem",
+    "temperature",
+    "min_scale",
+    "horizontal_flip",
+    "vertical_flip",
+    "rotation",
+    "color_jitter",
+    "blur",
+)
 CLIP_ONLY = ("text_col", "arch")
 PRETRAINED_FILE_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # Parameters of a stored SimCLR model (ResNet-18 and its projection head: 11.2M + 0.5M), for the
@@ -109,14 +119,24 @@ def _build_simclr(session, step) -> None:
         weights = _imagenet_weights(session, pretrained, spans.get("pretrained", node.span))
         backbone = simclr.build_backbone("imagenet")
         simclr.load_imagenet_weights(backbone, weights)
-    dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    dataset = _training_images(
+        session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
+    )
     _check_room(session, SIMCLR_PARAMETERS, node)
     device = resolve_device(session.settings.device)
-    backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone,
-                                          num_workers=options["num_workers"], progress=session.progress)
-    simclr.store_simclr_model(session.models, node.name, backbone, head, config,
-                              source=f"BUILD MODEL USING SimCLR AS {step.source}",
-                              overwrite=options["overwrite"], span=node.span)
+    backbone, head, report = simclr.train(
+        dataset, config, device=device, backbone=backbone, num_workers=options["num_workers"], progress=session.progress
+    )
+    simclr.store_simclr_model(
+        session.models,
+        node.name,
+        backbone,
+        head,
+        config,
+        source=f"BUILD MODEL USING SimCLR AS {step.source}",
+        overwrite=options["overwrite"],
+        span=node.span,
+    )
     session.notify(_simclr_summary(node.name, config, len(paths), report))
     return None
 
@@ -128,20 +148,49 @@ def _fit_simclr(session, step, info) -> None:
     _refuse(step, CLIP_ONLY, "a SimCLR model")
     _keep_architecture(step, info, SIMCLR_ARCHITECTURE)
     backbone, head, stored = simclr.read_simclr_model(info)
-    changes = {name: options.get(name) for name in ("batch_size", "max_epochs", "learning_rate", "temperature",
-                                                     "seed", "min_scale", "horizontal_flip", "vertical_flip",
-                                                     "rotation", "color_jitter", "blur")}
+    changes = {
+        name: options.get(name)
+        for name in (
+            "batch_size",
+            "max_epochs",
+            "learning_rate",
+            "temperature",
+            "seed",
+            "min_scale",
+            "horizontal_flip",
+            "vertical_flip",
+            "rotation",
+            "color_jitter",
+            "blur",
+        )
+    }
     config = simclr.with_changes(stored, **changes)
     paths = _image_paths(session, step, options["image_col"])
-    dataset = _training_images(session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress))
+    dataset = _training_images(
+        session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
+    )
     _check_room(session, SIMCLR_PARAMETERS, node)
     device = resolve_device(session.settings.device)
-    backbone, head, report = simclr.train(dataset, config, device=device, backbone=backbone, head=head,
-                                          num_workers=options["num_workers"], progress=session.progress)
-    simclr.store_simclr_model(session.models, node.name, backbone, head, config,
-                              source=f"FIT MODEL USING {info.name} AS {step.source}",
-                              overwrite=options["overwrite"], span=node.span,
-                              extra_options={"fitted_from": info.name})
+    backbone, head, report = simclr.train(
+        dataset,
+        config,
+        device=device,
+        backbone=backbone,
+        head=head,
+        num_workers=options["num_workers"],
+        progress=session.progress,
+    )
+    simclr.store_simclr_model(
+        session.models,
+        node.name,
+        backbone,
+        head,
+        config,
+        source=f"FIT MODEL USING {info.name} AS {step.source}",
+        overwrite=options["overwrite"],
+        span=node.span,
+        extra_options={"fitted_from": info.name},
+    )
     session.notify(_simclr_summary(node.name, config, len(paths), report))
     return None
 
@@ -150,8 +199,7 @@ def _imagenet_weights(session, pretrained, span) -> Path:
     from ..models import simclr
 
     if pretrained is True:
-        return simclr.resolve_imagenet_weights(offline=session.settings.offline, progress=session.progress,
-                                               span=span)
+        return simclr.resolve_imagenet_weights(offline=session.settings.offline, progress=session.progress, span=span)
     path = session.resolve_path(pretrained)
     if not path.is_file():
         raise ModelError(
@@ -185,13 +233,15 @@ def _build_clip(session, step) -> None:
         arch, config, model, tokenizer = clip_training.new_clip_model(options["arch"], seed=options["seed"])
     else:
         arch, tag, config, weights = _clip_weights(session, step)
-        model, _, tokenizer = clip.build_open_clip(arch, config, "cpu", checkpoint=weights,
-                                                   preprocess_cfg=clip.tag_preprocess_cfg(arch, tag))
+        model, _, tokenizer = clip.build_open_clip(
+            arch, config, "cpu", checkpoint=weights, preprocess_cfg=clip.tag_preprocess_cfg(arch, tag)
+        )
     settings = clip_training.ClipTrainingConfig(
         max_epochs=options["max_epochs"],
         batch_size=options["batch_size"],
-        learning_rate=float(options["learning_rate"] or clip_training.default_learning_rate(tag is not None
-                                                                                            or bool(pretrained))),
+        learning_rate=float(
+            options["learning_rate"] or clip_training.default_learning_rate(tag is not None or bool(pretrained))
+        ),
         seed=options["seed"],
     )
     _check_room(session, sum(p.numel() for p in model.parameters()), node)
@@ -199,9 +249,18 @@ def _build_clip(session, step) -> None:
     origin = {"fine_tuned_from": tag or str(pretrained)} if pretrained not in (None, False) else {}
     # pretrained=None in the store: the weights are no longer the published ones, and GET must
     # never take them for those (weights.resolve_weights looks for stored models by tag).
-    clip.store_clip_model(session.models, node.name, model, arch=arch, config=config, pretrained=None,
-                          source=f"BUILD MODEL USING CLIP AS {step.source}", overwrite=options["overwrite"],
-                          extra_options={"training": settings.to_options(), **origin}, span=node.span)
+    clip.store_clip_model(
+        session.models,
+        node.name,
+        model,
+        arch=arch,
+        config=config,
+        pretrained=None,
+        source=f"BUILD MODEL USING CLIP AS {step.source}",
+        overwrite=options["overwrite"],
+        extra_options={"training": settings.to_options(), **origin},
+        span=node.span,
+    )
     session.notify(_clip_summary(node.name, arch, len(paths), report, settings))
     return None
 
@@ -225,8 +284,10 @@ def _fit_clip(session, step, info) -> None:
         before,
         max_epochs=options["max_epochs"] or before.max_epochs,
         batch_size=options["batch_size"] or before.batch_size,
-        learning_rate=float(options["learning_rate"] or (clip_training.default_learning_rate(True) if published
-                                                        else before.learning_rate)),
+        learning_rate=float(
+            options["learning_rate"]
+            or (clip_training.default_learning_rate(True) if published else before.learning_rate)
+        ),
         seed=options["seed"] if options["seed"] is not None else before.seed,
     )
     _check_room(session, sum(p.numel() for p in adapter.model.parameters()), node)
@@ -234,9 +295,18 @@ def _fit_clip(session, step, info) -> None:
     extra = {"training": settings.to_options(), "fitted_from": info.name}
     if published:
         extra["fine_tuned_from"] = info.options.get("fine_tuned_from") or info.options.get("pretrained")
-    clip.store_clip_model(session.models, node.name, model, arch=info.arch, config=config, pretrained=None,
-                          source=f"FIT MODEL USING {info.name} AS {step.source}", overwrite=options["overwrite"],
-                          extra_options=extra, span=node.span)
+    clip.store_clip_model(
+        session.models,
+        node.name,
+        model,
+        arch=info.arch,
+        config=config,
+        pretrained=None,
+        source=f"FIT MODEL USING {info.name} AS {step.source}",
+        overwrite=options["overwrite"],
+        extra_options=extra,
+        span=node.span,
+    )
     session.notify(_clip_summary(node.name, info.arch, len(paths), report, settings))
     return None
 
@@ -247,13 +317,17 @@ def _train_clip(session, step, model, tokenizer, paths, texts, settings, options
     preprocess = clip_training.training_preprocess(model)
     side = clip_training.input_side(model)
     dataset = _training_images(
-        session, step, paths,
-        lambda paths: clip_training.CaptionedImages(paths, texts, preprocess, tokenizer, input_size=side,
-                                              progress=session.progress),
+        session,
+        step,
+        paths,
+        lambda paths: clip_training.CaptionedImages(
+            paths, texts, preprocess, tokenizer, input_size=side, progress=session.progress
+        ),
     )
     device = resolve_device(session.settings.device)
-    return clip_training.train_clip(model, dataset, settings, device=device, num_workers=options["num_workers"],
-                                    progress=session.progress)
+    return clip_training.train_clip(
+        model, dataset, settings, device=device, num_workers=options["num_workers"], progress=session.progress
+    )
 
 
 def _clip_weights(session, step):
@@ -273,19 +347,27 @@ def _clip_weights(session, step):
         # A weight file is of the architecture named, by default the small one BUILD trains.
         path = session.resolve_path(pretrained)
         if not path.is_file():
-            raise ModelError(f"pretrained weights file not found: {pretrained}", span=span,
-                             hint="relative paths start at the workspace folder")
+            raise ModelError(
+                f"pretrained weights file not found: {pretrained}",
+                span=span,
+                hint="relative paths start at the workspace folder",
+            )
         if options["arch"] is None:
-            return clip_training.SMALL_ARCH, None, clip.model_config(clip_training.SMALL_ARCH,
-                                                                     clip_training.SMALL_CONFIG), path
+            return (
+                clip_training.SMALL_ARCH,
+                None,
+                clip.model_config(clip_training.SMALL_ARCH, clip_training.SMALL_CONFIG),
+                path,
+            )
         return arch, None, clip.model_config(arch, span=spans.get("arch", node.span)), path
     if pretrained is True:
         tag = default.pretrained if arch == default.arch else _first_tag(arch, span)
     else:
         tag = pretrained
     source = open_clip_source(arch, tag, span=span)
-    resolved = resolve_weights(source, store=session.models, offline=session.settings.offline,
-                               progress=session.progress, span=span)
+    resolved = resolve_weights(
+        source, store=session.models, offline=session.settings.offline, progress=session.progress, span=span
+    )
     return arch, tag, clip.tag_config(arch, tag), resolved.path
 
 
@@ -294,8 +376,11 @@ def _first_tag(arch: str, span) -> str:
 
     tags = import_open_clip().list_pretrained_tags_by_model(arch)
     if not tags:
-        raise ModelError(f"open_clip publishes no weights for architecture '{arch}'", span=span,
-                         hint="train it from scratch (leave pretrained out), or give pretrained='path/to/weights.pt'")
+        raise ModelError(
+            f"open_clip publishes no weights for architecture '{arch}'",
+            span=span,
+            hint="train it from scratch (leave pretrained out), or give pretrained='path/to/weights.pt'",
+        )
     return tags[0]
 
 
@@ -335,8 +420,7 @@ def _keep_architecture(step, info, names) -> None:
         stored = info.arch if name == "arch" else info.options.get(name)
         if name in step.given and options[name] != stored:
             raise PlanError(
-                f"FIT MODEL keeps the {name} of model '{info.name}' ({stored!r}); "
-                f"it cannot become {options[name]!r}",
+                f"FIT MODEL keeps the {name} of model '{info.name}' ({stored!r}); it cannot become {options[name]!r}",
                 span=step.spans.get(name, node.span),
                 hint=f"leave '{name}' out, or BUILD MODEL a new model to change it",
             )
@@ -373,8 +457,11 @@ def _image_caption_pairs(session, step, image_column: str, text_column: str) -> 
     rows = _rows(session, step, {"image_col": image_column, "text_col": text_column})
     images = rows.column(image_column).to_pylist()
     texts = rows.column(text_column).to_pylist()
-    kept = [index for index in _strings(images, image_column, "image_col", step)
-            if texts[index] is not None and str(texts[index]).strip()]
+    kept = [
+        index
+        for index in _strings(images, image_column, "image_col", step)
+        if texts[index] is not None and str(texts[index]).strip()
+    ]
     _report_left_out(session, len(images) - len(kept), len(images), f"no {image_column} or no {text_column}")
     _enough(len(kept), step.statement, "image-caption pairs")
     return [images[index] for index in kept], [str(texts[index]) for index in kept]
@@ -388,8 +475,7 @@ def _strings(values, column, option, step) -> list[int]:
             continue
         if not isinstance(value, str):
             raise PlanError(
-                f"column '{column}' holds {type(value).__name__} values, not image paths "
-                f"(row {index + 1}: {value!r})",
+                f"column '{column}' holds {type(value).__name__} values, not image paths (row {index + 1}: {value!r})",
                 span=step.spans.get(option, node.span),
             )
         kept.append(index)
@@ -420,8 +506,7 @@ def _training_images(session, step, written, make):
         return make(paths)
     except ImageReadError as exc:
         raise DatasetError(
-            f"cannot read image '{written[exc.index]}' (training image {exc.index + 1} of {len(paths)}): "
-            f"{exc.reason}",
+            f"cannot read image '{written[exc.index]}' (training image {exc.index + 1} of {len(paths)}): {exc.reason}",
             span=step.statement.span,
             hint="relative paths start at the workspace folder; leave the row out of the AS query "
             "(WHERE ...) to train without it",
