@@ -71,12 +71,29 @@ def test_list_thanosql_model_shows_the_pre_built_models_get_can_fetch(session):
 
     frame = session.execute("LIST THANOSQL MODEL")
 
-    assert list(frame.columns) == ["name", "class_name", "last_updated_utc", "description"]
+    assert list(frame.columns) == ["name", "class_name", "description"]
     assert frame["name"].tolist() == [row["name"] for row in list_pretrained()]
     assert "clip" in frame["name"].tolist()
     assert session.execute("SELECT * FROM (LIST THANOSQL MODEL) WHERE name = 'clip'")["class_name"].tolist() == [
         "CLIPEn"
     ]
+
+
+def test_list_thanosql_model_says_what_it_lists_and_points_to_list_model(session, notices):
+    session.execute("LIST THANOSQL MODEL")
+    with session.models.create("my_model", family="simclr", arch="resnet18", embedding_dim=512):
+        pass
+    session.execute("LIST THANOSQL MODEL")
+
+    assert notices[0].startswith("The pre-built models that GET THANOSQL MODEL can fetch.")
+    assert "listed by LIST MODEL (none yet)" in notices[0]
+    assert "listed by LIST MODEL (this workspace has 1 model of its own)" in notices[1]
+
+
+def test_list_thanosql_model_read_by_a_query_says_nothing(session, notices):
+    frame = session.execute("SELECT name FROM (LIST THANOSQL MODEL) WHERE name = 'clip'")
+
+    assert frame["name"].tolist() == ["clip"] and notices == []
 
 
 def test_list_thanosql_dataset_shows_the_manifest_and_what_is_downloaded(session):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -184,6 +183,8 @@ class Session:
         try:
             statements = parse(text)
             for number, statement in enumerate(statements, 1):
+                if len(statements) > 1:  # said before it runs: a slow statement is not silence
+                    self.notify(statement_label(text, statement, number, len(statements)))
                 try:
                     answer = self._run_statement(statement)
                 except (KeyboardInterrupt, duckdb.InterruptException, RuntimeError) as exc:
@@ -389,12 +390,12 @@ class Session:
             return self.caches.models.get(name, identity, load)
 
     def progress(self, iterable=None, **kwargs):
-        """A tqdm progress bar (the notebook widget in Jupyter), silenced by settings.progress."""
-        from tqdm.auto import tqdm
+        """A tqdm progress bar, silenced by settings.progress: text on stderr in a terminal; in a
+        notebook a live bar that leaves its final line in the saved file (progress.py)."""
+        from .progress import progress_bar
 
         kwargs.setdefault("disable", not self.settings.progress)
-        kwargs.setdefault("file", sys.stderr)
-        return tqdm(iterable, **kwargs)
+        return progress_bar(iterable, **kwargs)
 
     def configure(self, **changes: Any) -> None:
         """Change settings; a new workspace is opened first, and this session moves to it only
@@ -482,6 +483,25 @@ def _interrupted(statement, number: int, count: int) -> Interrupted:
         f"interrupted; {where} changed nothing{before}",
         span=getattr(statement, "span", None),
     )
+
+
+# A statement's label shows at most this many characters of its text.
+LABEL_CHARS = 72
+
+
+def statement_label(text: str, statement, number: int, count: int) -> str:
+    """The line that heads statement ``number`` of ``count`` in a cell's output.
+
+    >>> from thanosql import parse
+    >>> cell = "CREATE TABLE t AS SELECT 1 AS x;\\n\\nSELECT   x\\n  FROM t"
+    >>> statement_label(cell, parse(cell)[1], 2, 2)
+    '[2/2] line 3: SELECT x FROM t'
+    """
+    span = statement.span
+    words = " ".join(text[span.start : span.end].split())
+    if len(words) > LABEL_CHARS:
+        words = words[: LABEL_CHARS - 1].rstrip() + "…"
+    return f"[{number}/{count}] line {span.line}: {words}"
 
 
 def quote_identifier(name: str) -> str:

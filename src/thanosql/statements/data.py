@@ -529,14 +529,8 @@ MODEL_SCHEMA = pa.schema(
         ("status", pa.string()),
     ]
 )
-PRETRAINED_SCHEMA = pa.schema(
-    [
-        ("name", pa.string()),
-        ("class_name", pa.string()),
-        ("last_updated_utc", pa.timestamp("s")),
-        ("description", pa.string()),
-    ]
-)
+# No time column: a catalogue entry has no creation time (it showed as a column of NaT).
+PRETRAINED_SCHEMA = pa.schema([("name", pa.string()), ("class_name", pa.string()), ("description", pa.string())])
 DATASET_SCHEMA = pa.schema(
     [
         ("dataset_name", pa.string()),
@@ -553,7 +547,7 @@ def list_objects(session, step) -> pa.Table:
     """``LIST MODEL | TABLE | THANOSQL MODEL | THANOSQL DATASET``: the catalogue as rows.
 
     Columns: models ``name, class_name, last_updated_utc, arch, embedding_dim``; pre-built
-    models ``name, class_name, last_updated_utc (NULL), description``; datasets
+    models ``name, class_name, description``; datasets
     ``dataset_name, data_type, description, builtin, downloaded``; tables ``table_name``.
     """
     what = step.statement.what
@@ -562,6 +556,8 @@ def list_objects(session, step) -> pa.Table:
     if what == "model":
         return _list_models(session)
     if what == "thanosql model":
+        if step.output is None:  # shown to the user, not read by an outer query
+            session.notify(_catalogue_notice(session))
         return _list_pretrained()
     if what == "thanosql dataset":
         return _list_datasets(session, step.statement)
@@ -614,10 +610,20 @@ def _list_pretrained() -> pa.Table:
         {
             "name": [r["name"] for r in rows],
             "class_name": [r.get("class_name") for r in rows],
-            "last_updated_utc": [None] * len(rows),
             "description": [r.get("description") for r in rows],
         },
         schema=PRETRAINED_SCHEMA,
+    )
+
+
+def _catalogue_notice(session) -> str:
+    """What LIST THANOSQL MODEL lists, and where the user's own models are (issue 13: a user
+    looked for a model they had built in the catalogue)."""
+    own = len(session.models.list())
+    yours = f"this workspace has {own} model{'s' if own != 1 else ''} of its own" if own else "none yet"
+    return (
+        "The pre-built models that GET THANOSQL MODEL can fetch. "
+        f"Models built, fetched or uploaded into this workspace are listed by LIST MODEL ({yours})."
     )
 
 
