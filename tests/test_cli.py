@@ -100,3 +100,10 @@ def test_the_command_shows_bad_input_without_a_traceback(workspace, tmp_path):
         assert finished.returncode == 1, finished.stderr
         assert "thanosql: error in" in finished.stderr
         assert "Traceback" not in finished.stderr
+
+
+def test_nulls_print_as_null_whatever_their_type(workspace, capsys):
+    code = main(["-w", str(workspace), "-e", "SELECT 1 AS i, 'a' AS s, 1.5 AS d UNION ALL SELECT NULL, NULL, NULL"])
+
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["NULL", "NULL", "NULL"]

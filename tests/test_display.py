@@ -137,3 +137,42 @@ def test_media_lists_embed_players_and_list_paths(tmp_path):
     assert str(listing) == "a.wav\ngone.wav"
     video = MediaList.from_table(pa.table({"video_path": ["a.wav"]}), "video_path", root=tmp_path, kind="video")
     assert "<video controls" in video._repr_html_()
+
+
+@pytest.fixture
+def nulls():
+    """One row of values and one of NULLs, in the dtypes DuckDB and pyarrow give pandas."""
+    import duckdb
+
+    frame = (
+        duckdb.connect()
+        .execute(
+            "SELECT * FROM (VALUES (1, 'a', 1.5, TIMESTAMP '2020-01-01', [1.0, 2.0]::FLOAT[2], true, INTERVAL 1 DAY),"
+            " (NULL, NULL, NULL, NULL, NULL, NULL, NULL)) t(i, s, d, ts, e, b, iv)"
+        )
+        .df()
+    )
+    frame["from_arrow"] = pa.table({"x": ["x", None]}).to_pandas()["x"]
+    return frame
+
+
+def test_every_missing_value_shows_as_null_in_text(nulls):
+    lines = display.frame_text(nulls, index=False).splitlines()
+
+    assert lines[1].split() == ["1", "a", "1.5", "2020-01-01", "[1.0,", "2.0]", "True", "1", "days", "x"]
+    assert lines[2].split() == ["NULL"] * 8
+
+
+def test_every_missing_value_shows_as_a_dimmed_null_in_html(nulls):
+    page = display.frame_html(nulls)
+
+    assert page.count(f"<td>{display.NULL_HTML}</td>") == 8
+    assert "<td>1.5</td>" in page and "<td>2020-01-01</td>" in page
+
+
+def test_a_string_that_reads_null_is_not_dimmed_and_the_values_are_left_alone():
+    frame = display.ResultFrame({"word": ["NULL", None]})
+
+    assert frame._repr_html_().count("thanosql-null") == 1
+    assert frame["word"].isna().tolist() == [False, True]
+    assert isinstance(frame.head(1), display.ResultFrame) and "NULL" in repr(frame[frame["word"].isna()])

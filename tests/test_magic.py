@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
@@ -231,3 +232,29 @@ def test_a_lone_surrogate_in_a_cell_is_a_clear_error_at_its_place(shell):
     assert outcome.error_in_exec is not None
     assert "Line 2, column 12: a lone surrogate character" in printed
     assert "Traceback" not in printed
+
+
+def test_each_statement_of_a_cell_is_labelled_in_the_output(shell):
+    _, printed = run(shell, "%%thanosql\nCREATE TABLE t AS SELECT 1 AS x;\nINSERT INTO t VALUES (2);\nSELECT 2 AS two")
+
+    assert printed.splitlines()[:5] == [
+        "[1/3] line 1: CREATE TABLE t AS SELECT 1 AS x",
+        "Success (1 row)",
+        "[2/3] line 2: INSERT INTO t VALUES (2)",
+        "Success (1 row)",
+        "[3/3] line 3: SELECT 2 AS two",
+    ]
+
+
+def test_a_null_shows_as_null_in_every_column_of_the_table(shell):
+    outcome, _ = run(
+        shell,
+        "%%thanosql\nSELECT NULL AS n, NULL::INT AS i, NULL::VARCHAR AS s, NULL::DOUBLE AS d, NULL::TIMESTAMP AS t, "
+        "NULL::FLOAT[2] AS e",
+    )
+    text, page = repr(outcome.result), outcome.result._repr_html_()  # what a notebook shows
+
+    assert text.splitlines()[1].split() == ["0"] + ["NULL"] * 6
+    assert page.count("<td><span class='thanosql-null'") == 6
+    assert not {"None", "NaN", "NaT", "&lt;NA&gt;"} & set(re.findall(r"<td>([^<]*)</td>", page))
+    assert outcome.result["d"].isna().all()  # the values stay pandas' own

@@ -105,3 +105,24 @@ def test_unsupported_statements_say_so_with_the_supported_ones(session):
         session.execute("PREDICT USING m AS SELECT 1")
     assert "PREDICT is not supported" in caught.value.message
     assert "SEARCH" in caught.value.hint
+
+
+def test_each_statement_of_a_cell_is_labelled_before_it_runs(session, notices):
+    session.execute("CREATE TABLE t AS SELECT 1 AS x;\n\nINSERT INTO t\n  VALUES (5);\nSELECT sum(x) AS s FROM t")
+
+    assert notices == [
+        "[1/3] line 1: CREATE TABLE t AS SELECT 1 AS x",
+        "Success (1 row)",
+        "[2/3] line 3: INSERT INTO t VALUES (5)",
+        "Success (1 row)",
+        "[3/3] line 5: SELECT sum(x) AS s FROM t",
+    ]
+
+
+def test_a_label_shows_the_start_of_a_long_statement_and_a_single_statement_has_none(session, notices):
+    session.execute("SELECT 1 AS a; SELECT " + ", ".join(f"{i} AS column_{i}" for i in range(30)))
+    session.execute("SELECT 1 AS alone")
+
+    assert notices[1].startswith("[2/2] line 1: SELECT 0 AS column_0, 1 AS column_1")
+    assert notices[1].endswith("…") and len(notices[1]) == len("[2/2] line 1: ") + 72
+    assert len(notices) == 2

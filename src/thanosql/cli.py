@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .display import frame_html, frame_text
 from .errors import Interrupted, ThanoSQLError
 from .session import Session, connect
 
@@ -62,9 +63,9 @@ class _Output:
             print(frame.to_json(orient="records", default_handler=str))
         else:
             with _pandas_display():
-                print(frame.to_string(index=False, max_rows=60, max_colwidth=60))
+                print(frame_text(frame, index=False, max_rows=60, max_colwidth=60))
         if self.page is not None:
-            self.sections.append(frame.head(50).to_html(index=False, max_cols=20))
+            self.sections.append(frame_html(frame.head(50), index=False, max_cols=20))
 
     def write_page(self, title: str) -> None:
         if self.page is None:

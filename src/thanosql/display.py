@@ -1,9 +1,12 @@
-"""What PRINT shows: ImageGrid (PRINT IMAGE) and MediaList (PRINT AUDIO / PRINT VIDEO).
+"""What results look like: rows (ResultFrame, frame_text, frame_html), and what PRINT shows:
+ImageGrid (PRINT IMAGE) and MediaList (PRINT AUDIO / PRINT VIDEO).
 
-In a notebook ``_repr_html_`` draws the rows (thumbnails or players as data URIs, each row's
-other columns as its caption); in a terminal and on the command line ``repr``/``str`` are the
-file paths, one per line; ``to_html()`` is a standalone page. A missing or unreadable file shows
-a placeholder with its path, never an exception. PIL is imported only when a picture is drawn.
+Rows show a missing value as NULL, whatever pandas holds for it (None, NaN, NaT, <NA>), in the
+notebook's table (dimmed) and on the command line alike. PRINT's displays: in a notebook
+``_repr_html_`` draws the rows (thumbnails or players as data URIs, each row's other columns as
+its caption); in a terminal and on the command line ``repr``/``str`` are the file paths, one per
+line; ``to_html()`` is a standalone page. A missing or unreadable file shows a placeholder with its
+path, never an exception. PIL is imported only when a picture is drawn.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 # Pictures past this many pixels are only decoded when their format can decode at a reduced
@@ -30,6 +34,87 @@ CAPTION_CHARS = 60
 # A notebook page holds this many pictures unless PRINT's limit asks for more; the text form
 # always lists every path.
 MAX_GRID_IMAGES = 1000
+
+
+# ------------------------------------------------------------------------------------- rows
+
+# One rendering for a missing value, as DuckDB's own command line shows it.
+NULL_TEXT = "NULL"
+NULL_HTML = "<span class='thanosql-null' style='color:#999'>NULL</span>"
+# Stands for NULL in the HTML pandas writes, then becomes NULL_HTML: private-use characters pass
+# pandas' escaping unchanged and occur in no data.
+_NULL_MARK = "\ue000NULL\ue000"
+
+
+def frame_text(frame: pd.DataFrame, **options: Any) -> str:
+    """``frame.to_string(**options)`` with NULL for every missing value.
+
+    >>> print(frame_text(pd.DataFrame({"a": [1.5, None], "b": ["x", None]}), index=False))
+       a    b
+     1.5    x
+    NULL NULL
+    """
+    return _marked(frame, NULL_TEXT).to_string(na_rep=NULL_TEXT, **options)
+
+
+def frame_html(frame: pd.DataFrame, **options: Any) -> str:
+    """``frame.to_html(**options)`` with a dimmed NULL for every missing value.
+
+    >>> "<td><span class='thanosql-null'" in frame_html(pd.DataFrame({"a": [None]}))
+    True
+    """
+    return _marked(frame, _NULL_MARK).to_html(na_rep=_NULL_MARK, **options).replace(_NULL_MARK, NULL_HTML)
+
+
+def _marked(frame: pd.DataFrame, mark: str) -> pd.DataFrame:
+    """``frame`` with ``mark`` for the missing values pandas' ``na_rep`` does not reach (None and
+    <NA> in object, nullable and list columns); float and time columns keep their dtype, so their
+    numbers keep pandas' formatting, and ``na_rep`` writes their NaN and NaT."""
+    changed = {}
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        if getattr(column.dtype, "kind", "O") in "fmM":
+            continue
+        missing = column.isna()
+        if missing.any():
+            changed[position] = column.astype(object).mask(missing, mark)
+    if not changed:
+        return frame
+    marked = frame.copy(deep=False)
+    for position, column in changed.items():
+        marked.isetitem(position, column)
+    return marked
+
+
+class ResultFrame(pd.DataFrame):
+    """A statement's rows as the magic returns them: a pandas DataFrame in every way, shown with
+    NULL for every missing value (frame_text, frame_html) under pandas' display options.
+
+    >>> ResultFrame({"nothing": [None]})
+      nothing
+    0    NULL
+    """
+
+    @property
+    def _constructor(self):
+        return ResultFrame  # frames made from it (head(), a filter) show NULL too
+
+    def __repr__(self) -> str:
+        from pandas.io.formats.format import get_dataframe_repr_params
+
+        return frame_text(self, **get_dataframe_repr_params())
+
+    def _repr_html_(self) -> str:
+        return frame_html(
+            self,
+            notebook=True,
+            max_rows=pd.get_option("display.max_rows"),
+            max_cols=pd.get_option("display.max_columns"),
+            show_dimensions=pd.get_option("display.show_dimensions"),
+        )
+
+
+# ------------------------------------------------------------------------------- media rows
 
 
 @dataclass(frozen=True)

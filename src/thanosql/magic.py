@@ -21,6 +21,7 @@ from IPython.display import display
 from traitlets import Bool, Int, Unicode
 from traitlets.config.configurable import Configurable
 
+from .display import ResultFrame
 from .errors import ThanoSQLError, span_at
 from .session import Session, connect
 from .tokens import code_stretches
@@ -145,7 +146,7 @@ class ThanoSQLMagic(Magics, Configurable):
     @staticmethod
     def _show(obj: Any) -> None:
         if isinstance(obj, str):
-            print(obj)
+            print(obj, flush=True)  # a statement's label shows before the statement runs
         else:
             display(obj)
 
@@ -180,6 +181,8 @@ class ThanoSQLMagic(Magics, Configurable):
         if not text.strip():
             return None
         result = self.session.execute(substitute(text, namespace))
+        if result is not None:
+            result = ResultFrame(result)  # NULL for every missing value (display.py)
         if args.out:
             self.shell.user_ns[args.out] = result
         return result
