@@ -1,4 +1,5 @@
-"""Start-up stays light: loading the extension and plain SQL never import torch."""
+"""Start-up stays light: loading the extension and plain SQL never import torch, nor sqlglot in the
+default sql_dialect."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_load_ext_and_a_plain_select_do_not_import_torch(tmp_path):
         ip = start_ipython()
         ip.run_line_magic("load_ext", "thanosql")
         frame = ip.run_cell_magic("thanosql", "", "SELECT 1 AS one")
-        heavy = sorted(m for m in ("torch", "torchvision", "open_clip", "lightly") if m in sys.modules)
+        heavy = sorted(m for m in ("torch", "torchvision", "open_clip", "lightly", "sqlglot") if m in sys.modules)
         print(int(frame["one"][0]), heavy)
         """,
         tmp_path,

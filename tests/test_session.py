@@ -52,7 +52,7 @@ def test_duckdb_errors_come_back_as_thanosql_errors_naming_the_statement(session
         session.execute("SELECT 1;\nSELECT * FROM no_such_table")
     error = caught.value
     assert "no_such_table" in error.message
-    assert error.line == 2 and error.column == 1
+    assert error.line == 2 and error.column == 15  # where DuckDB points: the table's name
     assert error.sql == "SELECT * FROM no_such_table"
     assert "Traceback" not in error.render()
 

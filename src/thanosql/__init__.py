@@ -8,6 +8,9 @@ Modules, in the order they depend on each other:
               (keywords, node, parse method, OPTIONS tables, handler or 'not supported')
   parser      parse(source) -> list of statements (plain SQL kept as a slice of the text)
   planner     statement -> Plan (steps for extension statements, SQL over their results)
+  sourcemap   where each character of the SQL sent to DuckDB comes from in the cell
+  dialects    sql_dialect: other dialects' plain SQL transpiled to DuckDB (sqlglot, imported only then)
+  duckdb_errors  DuckDB's errors at the cell's line and column, with the hints that help
   disk        a full disk as a clear error; free space checked before long jobs
   stores      named folders (models, datasets): names that stay names, atomic replacement
               seen by every process, recovery after a kill

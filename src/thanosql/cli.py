@@ -1,6 +1,6 @@
 """The ``thanosql`` command: run ThanoSQL from a shell.
 
-    thanosql [-w DIR] [-e QUERY | FILE.sql ...] [--format table|csv|json] [--html PAGE]
+    thanosql [-w DIR] [-e QUERY | FILE.sql ...] [--format table|csv|json] [--html PAGE] [--sql-dialect NAME]
 
 Exit 0 on success, 1 on a user error (the message on stderr, no traceback), 130 on Ctrl-C.
 Messages go to stderr, results to stdout; PRINT IMAGE prints the image paths (and, with --html,
@@ -35,6 +35,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--html", type=Path, metavar="PAGE", help="also write every result and image grid to this HTML page"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--sql-dialect",
+        metavar="NAME",
+        help="dialect of plain SQL: duckdb (default) or one sqlglot reads, e.g. postgres",
+    )
     return parser.parse_args(argv)
 
 
@@ -169,6 +174,8 @@ def _connect(args: argparse.Namespace, output: _Output) -> Session:
         settings["offline"] = args.offline
     if args.device:
         settings["device"] = args.device
+    if args.sql_dialect:
+        settings["sql_dialect"] = args.sql_dialect
     return connect(args.workspace, **settings)
 
 

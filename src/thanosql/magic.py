@@ -18,7 +18,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
 from IPython.display import display
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, Unicode, observe
 from traitlets.config.configurable import Configurable
 
 from .display import ResultFrame
@@ -131,6 +131,9 @@ class ThanoSQLMagic(Magics, Configurable):
         config=True
     )
     thumbnail_size = Int(160, help="Side of PRINT IMAGE thumbnails, in pixels.").tag(config=True)
+    sql_dialect = Unicode(
+        None, allow_none=True, help="Dialect of plain SQL: 'duckdb' (as written) or e.g. 'postgres' (sqlglot)."
+    ).tag(config=True)
 
     def __init__(self, shell=None, **kwargs) -> None:
         Configurable.__init__(self, config=shell.config if shell else None)
@@ -140,8 +143,15 @@ class ThanoSQLMagic(Magics, Configurable):
     @property
     def session(self) -> Session:
         if self._session is None:
-            self._session = connect(self.workspace, notify=self._show, thumbnail_size=self.thumbnail_size)
+            dialect = {"sql_dialect": self.sql_dialect} if self.sql_dialect is not None else {}
+            self._session = connect(self.workspace, notify=self._show, thumbnail_size=self.thumbnail_size, **dialect)
         return self._session
+
+    @observe("sql_dialect")
+    def _dialect_changed(self, change) -> None:
+        # %config ThanoSQLMagic.sql_dialect = 'postgres' applies to the open session at once.
+        if self._session is not None:
+            self._session.configure(sql_dialect=change["new"])
 
     @staticmethod
     def _show(obj: Any) -> None:

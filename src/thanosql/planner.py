@@ -18,6 +18,7 @@ from typing import Any
 from . import nodes
 from .errors import PlanError, Span, choices_hint
 from .options import OptionSpec, older_spellings
+from .sourcemap import Piece, SourceMap
 
 RESULT_PREFIX = "__thanosql_result_"
 
@@ -42,6 +43,8 @@ class Step:
     given: frozenset[str] = field(default=frozenset(), compare=False)
     spans: Mapping[str, Span] = field(default_factory=dict, compare=False)
     sort: bool | None = None
+    # Where each character of ``source`` comes from in the cell (DuckDB's errors point there).
+    source_map: SourceMap | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Plan:
 
     steps: tuple[Step, ...]
     sql: str | None = None
+    sql_map: SourceMap | None = field(default=None, compare=False, repr=False)
 
 
 def plan(statement) -> Plan:
@@ -61,8 +65,8 @@ def plan(statement) -> Plan:
     """
     planner = _Planner()
     if isinstance(statement, nodes.PassThrough):
-        sql = planner.query(statement)
-        return Plan(tuple(planner.steps), sql)
+        sql, sql_map = planner.query(statement)
+        return Plan(tuple(planner.steps), sql, sql_map)
     planner.statement(statement, output=None)
     return Plan(tuple(planner.steps), None)
 
@@ -72,29 +76,44 @@ class _Planner:
         self.steps: list[Step] = []
         self.count = 0
 
-    def query(self, passthrough: nodes.PassThrough) -> str:
-        """The SQL of ``passthrough`` with each nested statement replaced by its result."""
-        sql = passthrough.sql
-        # Replace from the end so earlier offsets stay valid.
-        for nested in sorted(passthrough.nested, key=lambda n: n.start, reverse=True):
-            output = self._name()
+    def query(self, passthrough: nodes.PassThrough) -> tuple[str, SourceMap]:
+        """The SQL of ``passthrough`` with each nested statement replaced by its result, and where
+        each of its characters comes from in the cell."""
+        text, origin = passthrough.sql, passthrough.span.start
+        outputs = {}
+        for nested in sorted(passthrough.nested, key=lambda n: n.start, reverse=True):  # numbered from the end
+            outputs[nested.start] = output = self._name()
             self.statement(nested.statement, output=output)
-            sql = sql[: nested.start] + f"SELECT * FROM {output}" + sql[nested.end :]
-        return sql
+        pieces, parts, copied, length = [], [], 0, 0
+        for nested in sorted(passthrough.nested, key=lambda n: n.start):
+            replacement = f"SELECT * FROM {outputs[nested.start]}"
+            kept = text[copied : nested.start]
+            pieces.append(Piece(length, length + len(kept), origin + copied))
+            pieces.append(
+                Piece(length + len(kept), length + len(kept) + len(replacement), origin + nested.start, False)
+            )
+            parts += [kept, replacement]
+            length += len(kept) + len(replacement)
+            copied = nested.end
+        rest = text[copied:]
+        pieces.append(Piece(length, length + len(rest), origin + copied))
+        return "".join(parts) + rest, SourceMap(tuple(pieces))
 
-    def source(self, source) -> str:
+    def source(self, source) -> tuple[str, SourceMap | None]:
         if isinstance(source, nodes.PassThrough):
             return self.query(source)
         output = self._name()
         self.statement(source, output=output)
-        return f"SELECT * FROM {output}"
+        return f"SELECT * FROM {output}", None
 
     def statement(self, statement, output: str | None) -> None:
         source = getattr(statement, "source", None)
-        source_sql = self.source(source) if source is not None and not isinstance(source, str) else None
+        source_sql, source_map = None, None
+        if source is not None and not isinstance(source, str):
+            source_sql, source_map = self.source(source)
         options, given, spans = check_options(statement)
         sort = statement.inline is None if isinstance(statement, nodes.Search) else None
-        self.steps.append(Step(statement, options, source_sql, output, given, spans, sort))
+        self.steps.append(Step(statement, options, source_sql, output, given, spans, sort, source_map))
 
     def _name(self) -> str:
         self.count += 1

@@ -46,9 +46,11 @@ from . import nodes
 from .caches import Caches
 from .database import Database
 from .disk import disk_error, is_disk_full
-from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError, closest
-from .parser import STATEMENT_KEYWORDS, parse
+from .duckdb_errors import execution_error, located, positions
+from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError
+from .parser import parse
 from .planner import Step, plan
+from .sourcemap import Piece, SourceMap
 
 DATABASE_FILE = "thanosql.duckdb"
 DATASET_DIR = "thanosql-dataset"
@@ -77,6 +79,8 @@ class Settings:
     thumbnail_size: int = 160
     progress: bool = True
     lock_timeout: float = 60.0
+    # 'duckdb': plain SQL runs as written; another dialect is transpiled by sqlglot (dialects.py).
+    sql_dialect: str = "duckdb"
 
     @classmethod
     def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> Settings:
@@ -104,6 +108,7 @@ class Settings:
                 "lock_timeout must be a number of seconds, 0 or more",
                 hint="e.g. connect(lock_timeout=120) or THANOSQL_LOCK_TIMEOUT=120",
             )
+        overrides["sql_dialect"] = checked_dialect(overrides.get("sql_dialect") or env.get("THANOSQL_SQL_DIALECT"))
         if device not in ("auto", "cpu", "cuda"):
             raise ThanoSQLError(f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda")
         unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
@@ -120,6 +125,15 @@ class Settings:
             lock_timeout=lock_timeout,
             **overrides,
         )
+
+
+def checked_dialect(name: str | None) -> str:
+    """A sql_dialect setting: 'duckdb' (the default) or a dialect sqlglot reads (imported only then)."""
+    if name is None or name.strip().lower() in ("", "duckdb"):
+        return "duckdb"
+    from .dialects import check_dialect
+
+    return check_dialect(name)
 
 
 def _print_notice(obj: Any) -> None:
@@ -196,12 +210,20 @@ class Session:
         except ThanoSQLError as exc:
             if exc.source is None:
                 exc.source = text
+            if exc.source == text:  # DuckDB's errors know their offset; the line is counted here
+                exc.span = located(exc.span, text)
             raise
 
     def _run_statement(self, statement) -> pd.DataFrame | None:
         the_plan = plan(statement)
+        if self.settings.sql_dialect != "duckdb":
+            from .dialects import translate_plan
+
+            the_plan = translate_plan(the_plan, self.settings.sql_dialect)
         outer = getattr(self._local, "relations", None)
+        outer_maps = getattr(self._local, "source_maps", None)
         self._local.relations = relations = {}
+        self._local.source_maps = _source_maps(the_plan)
         try:
             answer = None
             for step in the_plan.steps:
@@ -213,6 +235,7 @@ class Session:
             return self._finish(answer)
         finally:
             self._local.relations = outer
+            self._local.source_maps = outer_maps
 
     def _run_step(self, step: Step) -> Any:
         statement = step.statement
@@ -244,15 +267,17 @@ class Session:
     def _run_sql(self, sql: str, statement) -> pd.DataFrame | None:
         with self.connect() as connection:
             try:
-                parsed = connection.extract_statements(sql)
-                kinds = [s.type.name for s in parsed]
-                results = [s.expected_result_type for s in parsed]
-                relation = connection.execute(sql)
-                frame = relation.df() if relation.description else None
+                with positions(connection):
+                    parsed = connection.extract_statements(sql)
+                    kinds = [s.type.name for s in parsed]
+                    results = [s.expected_result_type for s in parsed]
+                    relation = connection.execute(sql)
+                    # Read before positions() resets the setting: that would replace the result.
+                    frame = relation.df() if relation.description else None
             except duckdb.InterruptException:
                 raise
             except duckdb.Error as exc:
-                raise self.sql_error(exc, sql, statement) from exc
+                raise self.sql_error(exc, sql, statement, connection) from exc
             self.database.after_statement(connection, kinds, sql)
         if frame is None:
             return self._finish(None)
@@ -262,19 +287,32 @@ class Session:
             return self._finish(f"Success ({count:,} row{'s' if count != 1 else ''})")
         return frame
 
-    def sql_error(self, exc: duckdb.Error, sql: str, statement=None) -> ThanoSQLError:
-        """A ThanoSQLError for a DuckDB error, pointing at ``statement``; with a hint when the
-        statement begins with a misspelt ThanoSQL keyword."""
+    def sql_error(self, exc: duckdb.Error, sql: str, statement=None, connection=None) -> ThanoSQLError:
+        """A ThanoSQLError for DuckDB's error running ``sql`` for ``statement``: at the place in the
+        cell DuckDB points to, with a hint only where one helps (duckdb_errors.py)."""
         span = getattr(statement, "span", None)
         if is_disk_full(exc):
             return disk_error(exc, "writing the workspace database", self.workspace, span)
-        message = str(exc).strip()
-        hint = None
-        first = sql.split(None, 1)[0].upper() if sql.strip() else ""
-        near = closest(first, STATEMENT_KEYWORDS) if first not in STATEMENT_KEYWORDS else None
-        if near and isinstance(statement, nodes.PassThrough) and not statement.nested:
-            hint = f"did you mean the ThanoSQL statement {near}?"
-        return ExecutionError(f"DuckDB could not run this statement: {message}", sql=sql, span=span, hint=hint)
+        return execution_error(
+            exc,
+            sql,
+            statement,
+            self._source_map(sql),
+            connection=connection,
+            dialect=self.settings.sql_dialect,
+        )
+
+    def _source_map(self, sql: str) -> SourceMap | None:
+        """Where ``sql`` (the running statement's SQL, or a handler's query around it) comes from
+        in the cell."""
+        maps = getattr(self._local, "source_maps", None) or {}
+        if sql in maps:
+            return maps[sql]
+        for text, found in sorted(maps.items(), key=lambda item: -len(item[0])):
+            at = sql.find(text)
+            if at >= 0 and text.strip():
+                return SourceMap((Piece(at, at + len(text), 0),)).through(found)
+        return None
 
     # -- services for handlers -----------------------------------------------------------------
 
@@ -307,11 +345,12 @@ class Session:
         """The rows of ``sql`` as a pyarrow Table, fully read."""
         with self.connect() as connection:
             try:
-                return connection.sql(sql).to_arrow_table()
+                with positions(connection):
+                    return connection.sql(sql).to_arrow_table()
             except duckdb.InterruptException:
                 raise
             except duckdb.Error as exc:
-                raise self.sql_error(exc, sql, statement) from exc
+                raise self.sql_error(exc, sql, statement, connection) from exc
 
     def columns(self, sql: str, statement=None) -> list[str]:
         """Column names of ``sql`` without reading its rows."""
@@ -321,10 +360,11 @@ class Session:
         """Column names and DuckDB types of ``sql``, without reading its rows."""
         with self.connect() as connection:
             try:
-                relation = connection.sql(sql)
-                return Shape(list(relation.columns), list(relation.types))
+                with positions(connection):
+                    relation = connection.sql(sql)
+                    return Shape(list(relation.columns), list(relation.types))
             except duckdb.Error as exc:
-                raise self.sql_error(exc, sql, statement) from exc
+                raise self.sql_error(exc, sql, statement, connection) from exc
 
     def write_table(self, name: str, rows: pa.Table | pd.DataFrame, if_exists: str = "replace") -> None:
         """Create, replace or append to table ``name`` in one transaction: a failure (a full
@@ -400,6 +440,8 @@ class Session:
     def configure(self, **changes: Any) -> None:
         """Change settings; a new workspace is opened first, and this session moves to it only
         when that succeeded (a failed switch leaves it where it was)."""
+        if "sql_dialect" in changes:
+            changes["sql_dialect"] = checked_dialect(changes["sql_dialect"])
         settings = replace(self.settings, **changes)
         if settings.workspace != self.settings.workspace or settings.lock_timeout != self.settings.lock_timeout:
             database = self._open_workspace(settings)
@@ -427,6 +469,14 @@ class Shape:
 
     columns: list
     types: list
+
+
+def _source_maps(the_plan) -> dict[str, SourceMap]:
+    """The plan's SQL texts (the statement's, each step's AS query) and where each comes from."""
+    maps = {step.source: step.source_map for step in the_plan.steps if step.source and step.source_map}
+    if the_plan.sql is not None and the_plan.sql_map is not None:
+        maps[the_plan.sql] = the_plan.sql_map
+    return maps
 
 
 def _write_in_transaction(con, name: str, if_exists: str, table_exists) -> None:
