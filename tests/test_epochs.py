@@ -32,5 +32,5 @@ def test_the_bar_shows_the_epochs_mean_loss_which_ends_as_the_reports_last_loss(
         desc="SimCLR",
     )
 
-    assert bars[0].postfix == "epoch=2/2, mean loss=1.000"
+    assert bars[0].postfix == "epoch=2/2, loss=1.000"
     assert report.last_loss == 1.0 and report.steps == 4

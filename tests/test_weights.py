@@ -8,12 +8,12 @@ import hashlib
 import pytest
 
 from thanosql import ModelError
+from thanosql.models.clip_weights import open_clip_source
 from thanosql.models.store import ModelStore
 from thanosql.models.weights import (
     WeightSource,
     download,
     hf_cache_dir,
-    open_clip_source,
     published_sha256,
     resolve_weights,
     url_cache_dir,

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The columns of the digit tables (mnist_train, mnist_test), generated or prepared from MNIST.
+DIGIT_COLUMNS = ("image_path", "filename", "label")
+
 JPEG_QUALITY = 92
 SUPERSAMPLE = 4  # drawn at 4x and reduced: anti-aliased edges without a blur pass
 
@@ -219,7 +222,7 @@ def generate_digits(
             render_digit(label, rng, size).save(folder / split / filename, quality=JPEG_QUALITY)
             records.append((f"thanosql-dataset/{dataset_name}/{split}/{filename}", filename, label))
         name = f"{csv_prefix}_{split}.csv"
-        write_csv(folder / name, ("image_path", "filename", "label"), records)
+        write_csv(folder / name, DIGIT_COLUMNS, records)
         written[name] = rows
     return written
 
@@ -266,7 +269,8 @@ POSITIONS = {
     "bottom": ((0.0, 0.5, 1.0, 1.0), "at the bottom of"),
     "middle": ((0.1, 0.22, 0.9, 0.78), "in the middle of"),
 }
-SHAPE_COLUMNS = ("photo_id", "image_path", "photo_image_url", "photo_description", "ai_description")
+# The columns of the unsplash tables, which the generated shapes stand in for.
+UNSPLASH_COLUMNS = ("photo_id", "image_path", "photo_image_url", "photo_description", "ai_description")
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
@@ -428,7 +432,7 @@ def generate_shapes(
         f"{stem}_test.csv": records[count - test :],
     }
     for name, rows in files.items():
-        write_csv(folder / name, SHAPE_COLUMNS, rows)
+        write_csv(folder / name, UNSPLASH_COLUMNS, rows)
     return {name: len(rows) for name, rows in files.items()}
 
 

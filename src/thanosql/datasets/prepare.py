@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .builtin import JPEG_QUALITY, pin_label, write_csv
+from .builtin import DIGIT_COLUMNS, JPEG_QUALITY, UNSPLASH_COLUMNS, pin_label, write_csv
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def prepare_mnist(
                 )
                 rows.append((f"thanosql-dataset/{dataset_name}/{split}/{filename}", filename, int(labels[index])))
                 bar.update(1)
-        write_csv(output / f"{csv_prefix}_{split}.csv", ("image_path", "filename", "label"), rows)
+        write_csv(output / f"{csv_prefix}_{split}.csv", DIGIT_COLUMNS, rows)
 
 
 def _balanced(labels: np.ndarray, count: int, rng: random.Random, split: str) -> list[int]:
@@ -154,7 +154,6 @@ def _balanced(labels: np.ndarray, count: int, rng: random.Random, split: str) ->
 
 # ---------------------------------------------------------------------------------- Unsplash
 
-UNSPLASH_COLUMNS = ("photo_id", "image_path", "photo_image_url", "photo_description", "ai_description")
 # Unsplash photo ids are 11 characters of this alphabet; anything else is not used as a file name.
 PHOTO_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 JPEG_MAGIC = b"\xff\xd8\xff"

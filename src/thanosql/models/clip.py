@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, Span, choices_hint
+from .base import ModelAdapter
 from .images import autocast, embed_image_batches
 from .store import ModelInfo, ModelStore
 from .weights import is_torchscript
@@ -277,7 +278,7 @@ def store_clip_model(
     return store.get(name)
 
 
-class ClipAdapter:
+class ClipAdapter(ModelAdapter):
     """A stored CLIP model, ready to embed (see base.ModelAdapter).
 
     >>> adapter = load(session.models.get("tutorial_search_clip"), "cpu")  # doctest: +SKIP
@@ -364,8 +365,11 @@ class ClipAdapter:
         return result
 
 
-def load(info: ModelInfo, device: str) -> ClipAdapter:
-    """The ClipAdapter of stored model ``info`` on ``device`` ('cpu' or 'cuda')."""
+def read_clip_model(info: ModelInfo, device: str = "cpu"):
+    """``(model, preprocess, tokenizer, config)`` of stored model ``info`` on ``device``: the open_clip
+    model with its weights, its image preprocessing, its tokenizer and the config it was built
+    from (for FIT MODEL, which trains and stores it again). A missing or damaged file is a
+    ModelError saying how to recover."""
     folder = Path(info.path)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
@@ -386,4 +390,10 @@ def load(info: ModelInfo, device: str) -> ClipAdapter:
         checkpoint=weights,
         preprocess_cfg=info.options.get("preprocess") or None,
     )
+    return model, preprocess, tokenizer, config if config is not None else model_config(info.arch)
+
+
+def load(info: ModelInfo, device: str) -> ClipAdapter:
+    """The ClipAdapter of stored model ``info`` on ``device`` ('cpu' or 'cuda')."""
+    model, preprocess, tokenizer, _ = read_clip_model(info, device)
     return ClipAdapter(info, model, preprocess, tokenizer, device)

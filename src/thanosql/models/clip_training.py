@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,54 @@ class ClipTrainingConfig:
         return cls(
             **{key: stored[key] for key in ("max_epochs", "batch_size", "learning_rate", "seed") if key in stored}
         )
+
+
+# Options that fix what a model is; FIT MODEL keeps them from the model it continues.
+ARCHITECTURE_OPTIONS = ("arch", "pretrained")
+
+
+def build_config(chosen: dict[str, Any], *, published: bool) -> ClipTrainingConfig:
+    """How BUILD MODEL ... USING CLIP trains: the statement's settings (already checked), the
+    learning rate for ``published`` weights (fine-tuning) or for a model from scratch when it
+    gives none.
+
+    >>> build_config({"max_epochs": 5, "batch_size": 64, "learning_rate": None, "seed": 0}, published=True)
+    ClipTrainingConfig(max_epochs=5, batch_size=64, learning_rate=1e-05, weight_decay=0.1, seed=0)
+    """
+    return ClipTrainingConfig(
+        max_epochs=chosen["max_epochs"],
+        batch_size=chosen["batch_size"],
+        learning_rate=float(chosen["learning_rate"] or default_learning_rate(published)),
+        seed=chosen["seed"],
+    )
+
+
+def fit_config(stored: dict[str, Any], chosen: dict[str, Any]) -> ClipTrainingConfig:
+    """How FIT MODEL continues a stored CLIP model (its model.json options ``stored``): as it was
+    trained, with the settings the statement gives; a model whose weights began as published ones
+    gets the fine-tuning learning rate unless the statement names one.
+
+    >>> fit_config({"training": {"max_epochs": 5, "batch_size": 64, "learning_rate": 0.001, "seed": 0}},
+    ...            {"max_epochs": 2, "batch_size": None, "learning_rate": None, "seed": None})
+    ClipTrainingConfig(max_epochs=2, batch_size=64, learning_rate=0.001, weight_decay=0.1, seed=0)
+    """
+    before = ClipTrainingConfig.from_options(stored.get("training", {}))
+    return replace(
+        before,
+        max_epochs=chosen["max_epochs"] or before.max_epochs,
+        batch_size=chosen["batch_size"] or before.batch_size,
+        learning_rate=float(
+            chosen["learning_rate"]
+            or (default_learning_rate(True) if published_origin(stored) else before.learning_rate)
+        ),
+        seed=chosen["seed"] if chosen["seed"] is not None else before.seed,
+    )
+
+
+def published_origin(stored: dict[str, Any]) -> str | None:
+    """The published weights (a tag, or the file) a stored model began from, or None when it was
+    trained from scratch."""
+    return stored.get("fine_tuned_from") or stored.get("pretrained") or None
 
 
 def default_learning_rate(pretrained: bool) -> float:

@@ -2,7 +2,7 @@
 optimiser step per batch (the trainer's ``step``), a progress bar with the running loss, and the
 worker processes stopped at once on an interrupt.
 
-The bar's ``mean loss`` is the mean loss of the epoch's batches so far: at the end of the last
+The bar's ``loss`` is the mean loss of the epoch's batches so far: at the end of the last
 epoch it is TrainingReport.last_loss, the number the summary prints (one name per number, issue 13).
 """
 
@@ -74,8 +74,9 @@ def run_epochs(
                 running, count = running + value, count + 1
                 if bar is not None:
                     if hasattr(bar, "set_postfix"):
-                        postfix = {"epoch": f"{epoch + 1}/{max_epochs}", "mean loss": f"{running / count:.3f}"}
-                        bar.set_postfix(postfix, refresh=False)
+                        # The running mean of the epoch's losses, which at the end of the last epoch
+                        # is the summary's loss (one name, one number).
+                        bar.set_postfix(epoch=f"{epoch + 1}/{max_epochs}", loss=f"{running / count:.3f}", refresh=False)
                     bar.update(1)
             last_loss = running / max(count, 1)
     finally:

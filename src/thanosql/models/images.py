@@ -11,14 +11,13 @@ reference pipeline's up to batching noise. Failures are recorded per image, neve
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..cores import available_cores, torch_threads
 from ..errors import DatasetError
 
 # The channel statistics of ImageNet, with which torchvision's ImageNet-trained networks (and so
@@ -237,21 +236,6 @@ def _batches_here(dataset: ImageFiles, batch_size: int, indexes: range):
         yield collate(items)
 
 
-@contextmanager
-def torch_threads(count: int):
-    """Run the block with ``count`` torch intra-op threads, then restore the previous number."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if count != previous:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if count != previous:
-            torch.set_num_threads(previous)
-
-
 class _Schedule:
     """Where images are decoded and how many threads the encoder gets, from what batches cost.
 
@@ -281,7 +265,7 @@ class _Schedule:
         if self.workers is None:
             start = min(self.batch_size, PROBE_IMAGES, count)
             yield from _batches_here(self.dataset, self.batch_size, range(0, start))
-            self.workers = default_workers() if self._workers_pay_off(count - start) else 0
+            self.workers = decode_workers() if self._workers_pay_off(count - start) else 0
         if start == count:
             return
         if not self.workers:
@@ -328,7 +312,7 @@ class _Schedule:
             return False
         decode = self.decode_seconds / self.images
         encode = self.encode_seconds / self.images
-        workers = default_workers()
+        workers = decode_workers()
         shared = encode + decode / available_cores() if self.device == "cpu" else encode
         here = remaining * (decode + encode)
         there = remaining * max(shared, decode / workers) + WORKER_START_S
@@ -341,13 +325,7 @@ class _Schedule:
             torch.set_num_threads(self.threads)
 
 
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-def default_workers() -> int:
+def decode_workers() -> int:
     """Decoding processes to run beside the encoder: one per available core, at most 4."""
     return min(4, available_cores())
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from .base import ModelAdapter
 from .images import IMAGENET_MEAN, IMAGENET_STD, embed_image_batches
 from .store import ModelInfo, ModelStore
 from .weights import is_torchscript
@@ -113,7 +114,7 @@ def _rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-class PytorchAdapter:
+class PytorchAdapter(ModelAdapter):
     """An uploaded image encoder (see base.ModelAdapter); images only."""
 
     modalities = frozenset({"image"})
@@ -150,9 +151,6 @@ class PytorchAdapter:
             input_size=self.input_size,
             dim=self.embedding_dim,
         )
-
-    def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None, progress=None) -> np.ndarray:
-        raise ModelError(f"model '{self.info.name}' is an image encoder; it cannot embed texts")
 
 
 def load(info: ModelInfo, device: str) -> PytorchAdapter:

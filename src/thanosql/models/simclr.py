@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from .. import options
-from ..errors import ModelError, Span
+from ..cores import available_cores
+from ..errors import ModelError, PlanError, Span
+from .base import ModelAdapter
 from .epochs import TrainingReport, run_epochs
 from .images import (
     IMAGENET_MEAN,
@@ -56,6 +58,25 @@ STEMS = ("small", "cifar", "imagenet")
 
 # Images decoded once and kept in memory for every epoch when they take less than this.
 CACHE_BYTES = 1 << 30
+# Options that fix what a model is (FIT MODEL keeps them from the model it continues), and the
+# training settings FIT MODEL may change.
+ARCHITECTURE_OPTIONS = ("input_size", "color", "stem", "pretrained")
+FIT_SETTINGS = (
+    "batch_size",
+    "max_epochs",
+    "learning_rate",
+    "temperature",
+    "seed",
+    "min_scale",
+    "horizontal_flip",
+    "vertical_flip",
+    "rotation",
+    "color_jitter",
+    "blur",
+)
+# Parameters of a stored model (ResNet-18 and its projection head: 11.2M + 0.5M), for the
+# free-space check before training; its float32 file is about 4 bytes a parameter.
+PARAMETERS = 11_800_000
 # Embedding batches when CONVERT does not say: a ResNet-18 on small images is cheap per image.
 DEFAULT_BATCH_SIZE = {"cpu": 128, "cuda": 512}
 
@@ -374,11 +395,11 @@ class TrainingImages:
 # -- training -----------------------------------------------------------------------------------
 
 
-def default_workers(cached: bool) -> int:
+def augment_workers(cached: bool) -> int:
     """Augmenting processes beside the training loop: none on two cores or fewer when the images
     are in memory (augmenting a small image costs a fraction of its training step, and a worker
     would take a core from the ResNet's threads); else up to 4, leaving the loop a core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     if cached and cores <= 2:
         return 0
     return max(0, min(4, cores - 1))
@@ -439,7 +460,7 @@ def train(
         batch_size=config.batch_size,
         max_epochs=config.max_epochs,
         seed=config.seed,
-        num_workers=default_workers(dataset.images is not None) if num_workers is None else num_workers,
+        num_workers=augment_workers(dataset.images is not None) if num_workers is None else num_workers,
         device=device,
         progress=progress,
         desc="SimCLR",
@@ -514,7 +535,7 @@ def read_simclr_model(info: ModelInfo):
 # -- the adapter --------------------------------------------------------------------------------
 
 
-class SimCLRAdapter:
+class SimCLRAdapter(ModelAdapter):
     """A stored SimCLR model, ready to embed images (see base.ModelAdapter).
 
     >>> adapter = load(session.models.get("my_image_search_model"), "cpu")  # doctest: +SKIP
@@ -573,6 +594,55 @@ def load(info: ModelInfo, device: str) -> SimCLRAdapter:
     """The SimCLRAdapter of stored model ``info`` on ``device`` ('cpu' or 'cuda')."""
     backbone, _, config = read_simclr_model(info)
     return SimCLRAdapter(info, backbone, config, device)
+
+
+def build_config(
+    chosen: Mapping[str, Any], survey: ImageSurvey, rows: int, span_of: Callable[[str], Span | None]
+) -> SimCLRConfig:
+    """The SimCLRConfig of BUILD MODEL ... USING SimCLR: the statement's ``chosen`` options (already
+    checked; None where it leaves the choice to the images), completed from the ``survey`` of its
+    ``rows`` images. ``span_of(option)`` places a PlanError (ImageNet weights need the 'imagenet' stem).
+
+    >>> chosen = {name: spec.default for name, spec in options.SIMCLR_TRAINING.items()}
+    >>> config = build_config(chosen, ImageSurvey(28, gray=True), 1000, lambda name: None)
+    >>> config.stem, config.input_size, config.color, config.horizontal_flip, config.batch_size
+    ('small', 32, 'gray', False, 16)
+    """
+    pretrained = chosen["pretrained"]
+    input_size = chosen["input_size"] or default_input_size(survey.short_side, bool(pretrained))
+    stem = chosen["stem"] or ("imagenet" if pretrained or input_size >= 96 else "small")
+    if pretrained and stem != "imagenet":
+        raise PlanError(
+            f"ImageNet weights need the 'imagenet' stem, not '{stem}'",
+            span=span_of("stem"),
+            hint="leave stem out (or stem='imagenet') with pretrained, or train from scratch",
+        )
+    color = chosen["color"] or ("gray" if survey.gray else "rgb")
+    flip = chosen["horizontal_flip"]
+    return SimCLRConfig(
+        input_size=input_size,
+        color=color,
+        stem=stem,
+        min_scale=float(chosen["min_scale"]),
+        # Flips keep a photo's meaning but not a digit's or a letter's (seed 002's note).
+        horizontal_flip=(color == "rgb") if flip is None else flip,
+        vertical_flip=chosen["vertical_flip"],
+        rotation=float(chosen["rotation"]),
+        color_jitter=chosen["color_jitter"],
+        blur=chosen["blur"],
+        batch_size=chosen["batch_size"] or default_batch_size(rows),
+        max_epochs=chosen["max_epochs"],
+        learning_rate=float(chosen["learning_rate"] or options.SIMCLR_LEARNING_RATE),
+        temperature=float(chosen["temperature"]),
+        seed=chosen["seed"],
+        pretrained=bool(pretrained),
+    )
+
+
+def fit_config(stored: SimCLRConfig, chosen: Mapping[str, Any]) -> SimCLRConfig:
+    """The config FIT MODEL continues with: the stored model's, with the training settings the
+    statement gives (FIT_SETTINGS; None keeps the stored value)."""
+    return with_changes(stored, **{name: chosen.get(name) for name in FIT_SETTINGS})
 
 
 def with_changes(config: SimCLRConfig, **changes: Any) -> SimCLRConfig:

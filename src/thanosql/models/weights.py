@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..disk import disk_error, is_disk_full
-from ..errors import ModelError, Span, choices_hint
+from ..errors import ModelError, Span
 from ..transfer import FetchFailure, sha256_of, stream
 
 # open_clip's default file names on the Hugging Face hub (open_clip/constants.py).
@@ -49,40 +49,6 @@ class Resolved:
     path: Path
     origin: str
     detail: str = field(default="", compare=False)
-
-
-def open_clip_source(arch: str, tag: str, span: Span | None = None) -> WeightSource:
-    """The WeightSource open_clip publishes for ``arch``/``tag`` (open_clip's pretrained.py).
-
-    >>> open_clip_source("ViT-B-32", "openai").hf_repo
-    'timm/vit_base_patch32_clip_224.openai'
-
-    Raises ModelError listing the known tags when open_clip has no such weights.
-    """
-    from .clip import import_open_clip
-
-    open_clip = import_open_clip()
-    config = open_clip.get_pretrained_cfg(arch, tag)
-    if not config:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise ModelError(
-            f"open_clip publishes no weights '{tag}' for architecture '{arch}'",
-            span=span,
-            hint=choices_hint(tag, tags, f"weight tags of {arch}")
-            if tags
-            else f"'{arch}' has no published weights; give OPTIONS (checkpoint='path/to/weights.pt')",
-        )
-    # 'org/repo/' names the repository's default file, 'org/repo/file.bin' a given one.
-    hf_repo, hf_filename = os.path.split(config.get("hf_hub", ""))
-    url = config.get("url", "")
-    return WeightSource(
-        arch=arch,
-        tag=tag,
-        hf_repo=hf_repo,
-        hf_filename=(hf_filename or HF_WEIGHTS_NAME) if hf_repo else "",
-        url=url,
-        sha256=published_sha256(url),
-    )
 
 
 def published_sha256(url: str) -> str:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..cores import torch_threads
 from .codes import INT8_LEVELS, quantise, query_levels, round_up
 from .exact import unit_vector
 
@@ -42,21 +43,6 @@ def float32_dot_error(dim: int) -> float:
     return dim * unit / (1 - dim * unit)
 
 
-@contextmanager
-def _torch_threads(count: int):
-    """Run torch on ``count`` threads inside the block. Waking a second thread costs more than it
-    saves on a small product, and far more on a busy machine (measured: 16 ms instead of
-    0.4 ms for a 25k x 512 int8 GEMV, 12 ms instead of 1 ms for a 4800 x 512 float one)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield torch
-    finally:
-        torch.set_num_threads(previous)
-
-
 def int8_matvec(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
     """``codes`` (n, d) int8 times ``query_codes`` (d,) int8, exactly, as int64 (n,).
 
@@ -71,7 +57,7 @@ def int8_matvec(codes: np.ndarray, query_codes: np.ndarray) -> np.ndarray:
     if int_mm is not None:
         column = torch.from_numpy(np.ascontiguousarray(query_codes, dtype=np.int8)).reshape(-1, 1)
         threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
-        with _torch_threads(threads):
+        with torch_threads(threads):
             try:
                 return (
                     int_mm(torch.from_numpy(np.ascontiguousarray(codes)), column).reshape(-1).numpy().astype(np.int64)
@@ -146,9 +132,9 @@ def _bf16_products(codes: np.ndarray, unit: np.ndarray) -> np.ndarray:
     # The per-row scales, all 1.0 (0x3F80 in bfloat16): filled by NumPy, on one thread.
     ones = torch.from_numpy(np.full(rows, 0x3F80, dtype=np.int16)).view(torch.bfloat16)
     threads = 1 if codes.nbytes < PARALLEL_SCAN_BYTES else torch.get_num_threads()
-    with _torch_threads(threads):
+    with torch_threads(threads):
         out = torch.ops.aten._weight_int8pack_mm(query, torch.from_numpy(codes), ones)
-    # bfloat16 is the upper half of a float32: widen in NumPy, on one thread (see _torch_threads).
+    # bfloat16 is the upper half of a float32: widen in NumPy, on one thread (see cores.torch_threads).
     widened = out.view(torch.int16).numpy()[0].view(np.uint16).astype(np.uint32)
     widened <<= 16
     return widened.view(np.float32)
@@ -278,7 +264,7 @@ class PackedCodes:
         kernel = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
         out = np.empty(self.rows, np.float32)
         threads = 1 if self.rows * self.dim < PARALLEL_SCAN_BYTES else torch.get_num_threads()
-        with _torch_threads(threads):
+        with torch_threads(threads):
             for (start, stop), chunk in zip(self.bounds, self.chunks):
                 out[start:stop] = kernel(row, scale, zero_point, chunk).numpy()[0]
         kernel_error = 2 * self.query_levels * np.sqrt(self.dim) * scale * PACKED_ROUNDING

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DatasetError, ModelError, PlanError, choices_hint
+from ..models.base import check_input
 
 
 def convert(session, step) -> pa.Table:
@@ -23,15 +24,10 @@ def convert(session, step) -> pa.Table:
     if "convert_type" not in given and "text_col" in given and "image_col" not in given:
         kind = "text"
     adapter = session.model(node.model, span=node.span)
-    if kind not in adapter.modalities:
-        raise ModelError(
-            f"model '{node.model}' ({adapter.info.family}) cannot embed {kind}s",
-            span=spans.get("convert_type", node.span),
-            hint=f"it embeds: {', '.join(sorted(adapter.modalities))}",
-        )
+    check_input(adapter, kind, span=spans.get("convert_type", node.span))
     rows = session.query(step.source, node)
-    column = options["image_col"] if kind == "image" else options["text_col"]
-    option_name = "image_col" if kind == "image" else "text_col"
+    option_name = COLUMN_OPTIONS[kind]
+    column = options[option_name]
     if column not in rows.column_names:
         raise PlanError(
             f"column '{column}' not found in the rows CONVERT reads",
@@ -40,14 +36,8 @@ def convert(session, step) -> pa.Table:
         )
     values = rows.column(column).to_pylist()
     present = [index for index, value in enumerate(values) if value is not None]
-    if kind == "image":
-        embeddings = _embed_images(session, adapter, values, present, options, column, spans, node)
-    else:
-        embeddings = adapter.embed_texts(
-            [str(values[index]) for index in present],
-            batch_size=options.get("batch_size"),
-            progress=session.progress,
-        )
+    inputs = INPUTS[kind](session, values, present, column, spans.get(option_name, node.span))
+    embeddings = _embed(session, adapter, kind, inputs, values, present, options, node)
     embeddings = _checked(embeddings, len(present), adapter)
     result = _with_column(rows, options["result_col"], embeddings, present, adapter.embedding_dim)
     if options.get("table_name"):
@@ -55,20 +45,37 @@ def convert(session, step) -> pa.Table:
     return result
 
 
-def _embed_images(session, adapter, values, present, options, column, spans, node) -> np.ndarray:
-    from ..models.images import ImageReadError
-
+def _image_paths(session, values, present, column, span) -> list[str]:
+    """The rows' image paths, resolved against the workspace."""
     for index in present:
         if not isinstance(values[index], str):
             raise PlanError(
                 f"column '{column}' holds {type(values[index]).__name__} values, not image paths "
                 f"(row {index + 1}: {values[index]!r})",
-                span=spans.get("image_col", node.span),
+                span=span,
             )
-    paths = [str(session.resolve_path(values[index])) for index in present]
+    return [str(session.resolve_path(values[index])) for index in present]
+
+
+def _texts(session, values, present, column, span) -> list[str]:
+    return [str(values[index]) for index in present]
+
+
+# What the model is given for each kind of input (models/base.py INPUT_KINDS), and the option
+# that names its column.
+INPUTS = {"image": _image_paths, "text": _texts}
+COLUMN_OPTIONS = {"image": "image_col", "text": "text_col"}
+
+
+def _embed(session, adapter, kind, inputs, values, present, options, node) -> np.ndarray:
+    """The adapter's embeddings of ``inputs``; an input it cannot read is a DatasetError naming its
+    row (or, with on_error='null', a NULL and a notice)."""
+    from ..models.images import ImageReadError
+
     try:
-        embeddings = adapter.embed_images(
-            paths,
+        embeddings = adapter.embed(
+            kind,
+            inputs,
             batch_size=options.get("batch_size"),
             num_workers=options.get("num_workers"),
             progress=session.progress,
@@ -82,12 +89,12 @@ def _embed_images(session, adapter, values, present, options, column, spans, nod
             hint="relative paths start at the workspace folder; OPTIONS (on_error='null') gives "
             "unreadable images a NULL embedding instead",
         ) from exc
-    failed = [present[i] for i in np.flatnonzero(np.isnan(embeddings).all(axis=1))] if len(paths) else []
+    failed = [present[i] for i in np.flatnonzero(np.isnan(embeddings).all(axis=1))] if len(inputs) else []
     if failed:
         shown = ", ".join(f"'{values[row]}'" for row in failed[:3]) + (", ..." if len(failed) > 3 else "")
-        noun = "image" if len(failed) == 1 else "images"
+        noun = kind if len(failed) == 1 else f"{kind}s"
         session.notify(
-            f"{len(failed)} of {len(paths)} {noun} could not be read; their {options['result_col']} is NULL: {shown}"
+            f"{len(failed)} of {len(inputs)} {noun} could not be read; their {options['result_col']} is NULL: {shown}"
         )
     return embeddings
 

@@ -54,15 +54,16 @@ def get_model(session, step) -> None:
 
 
 def _find_weights(session, step, entry):
-    """``(arch, tag, config, Resolved)`` for GET: the architecture (checked), its weight tag, the
-    config those weights need, and where the weight file is (models/weights.py)."""
-    from ..models.clip import tag_config
-    from ..models.weights import open_clip_source, resolve_weights
+    """``(arch, tag, config, Resolved)`` for GET (models/clip_weights.py): the architecture, its
+    weight tag (the statement's, else the default for it) and a checkpoint of the user's (a path
+    or URL)."""
+    from ..models.clip import model_config
+    from ..models.clip_weights import default_tag, resolve_clip_weights
 
     node, options, spans = step.statement, step.options, step.spans
     arch = options.get("arch") or entry.arch
-    config = tag_config(arch, None, span=spans.get("arch", node.span))  # an unknown arch stops here
-    tag = options.get("pretrained") or _default_tag(arch, entry)
+    arch_span = spans.get("arch", node.span)
+    model_config(arch, span=arch_span)  # an unknown arch is named before its weights are looked for
     checkpoint = options.get("checkpoint")
     if checkpoint is not None and not _is_url(checkpoint):
         written, checkpoint = checkpoint, session.resolve_path(checkpoint)
@@ -72,38 +73,20 @@ def _find_weights(session, step, entry):
                 span=spans.get("checkpoint", node.span),
                 hint="relative paths start at the workspace folder",
             )
-    source = None
-    if tag is not None:
-        source = open_clip_source(arch, tag, span=spans.get("pretrained", spans.get("arch", node.span)))
-        config = tag_config(arch, tag)
-    elif checkpoint is None:
-        raise ModelError(
-            f"open_clip publishes no weights for architecture '{arch}'",
-            span=spans.get("arch", node.span),
-            hint="give OPTIONS (checkpoint='path/to/weights.pt') or another arch",
-        )
-    resolved = resolve_weights(
-        source,
+    tag = options.get("pretrained") or default_tag(arch, entry)
+    weights = resolve_clip_weights(
+        arch,
+        tag,
         checkpoint=checkpoint,
         store=session.models,
         offline=session.settings.offline,
         progress=session.progress,
         span=spans.get("checkpoint", node.span),
+        arch_span=arch_span,
+        tag_span=spans.get("pretrained", arch_span),
+        no_weights_hint="give OPTIONS (checkpoint='path/to/weights.pt') or another arch",
     )
-    return arch, tag, config, resolved
-
-
-def _default_tag(arch: str, entry) -> str | None:
-    # The catalog's own tag for its own architecture; for another one, OpenAI's weights where
-    # they exist (the original CLIP), else the first tag open_clip lists.
-    if arch == entry.arch:
-        return entry.pretrained
-    from ..models.clip import import_open_clip
-
-    tags = import_open_clip().list_pretrained_tags_by_model(arch)
-    if not tags:
-        return None
-    return "openai" if "openai" in tags else tags[0]
+    return weights.arch, weights.tag, weights.config, weights.resolved
 
 
 def _is_url(text: str) -> bool:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..display import MAX_GRID_IMAGES, ImageGrid, MediaList
 from ..errors import PlanError, choices_hint
+from .columns import matching_columns
 
 
 def print_media(session, step):
@@ -38,7 +39,7 @@ def print_media(session, step):
 
 def _path_column(rows: pa.Table, name: str, option: str, span) -> str:
     columns = rows.column_names
-    matches = [c for c in columns if c == name] or [c for c in columns if c.lower() == name.lower()]
+    matches = matching_columns(columns, name)
     if not matches:
         raise PlanError(
             f"column '{name}' not found in the rows PRINT reads",

@@ -13,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ExecutionError, ModelError, PlanError, choices_hint
+from ..errors import ExecutionError, PlanError, choices_hint
+from ..models.base import check_input
 from ..search import engine
+from .columns import matching_columns
 
 SEARCHABLE_MEDIA = ("image", "text")
 NUMBER_TYPES = ("float", "double", "tinyint", "smallint", "integer", "bigint", "hugeint", "decimal")
@@ -94,7 +96,7 @@ def _relation(session, step):
 def _embedding_column(relation, name: str, span) -> str:
     """The column ``name`` of the AS query as it is spelt there (names are case-insensitive)."""
     columns = list(relation.columns)
-    matches = [c for c in columns if c == name] or [c for c in columns if c.lower() == name.lower()]
+    matches = matching_columns(columns, name)
     if not matches:
         raise PlanError(
             f"column '{name}' not found in the rows SEARCH reads",
@@ -140,15 +142,9 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
     (512,)
     """
     name = adapter.info.name
-    if kind not in adapter.modalities:
-        raise ModelError(
-            f"model '{name}' ({adapter.info.family}) cannot embed {kind}s, so it cannot search by {kind}",
-            span=span,
-            hint=f"it embeds: {', '.join(sorted(adapter.modalities))}"
-            + (" (search by text needs a CLIP model)" if kind == "text" else ""),
-        )
+    check_input(adapter, kind, span=span, purpose=f", so it cannot search by {kind}")
     if kind == "text":
-        identity = ("text", value)
+        identity, given = ("text", value), value
     else:
         path = session.resolve_path(value)
         if not path.is_file():
@@ -158,14 +154,11 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
                 hint="image paths are relative to the workspace, e.g. 'thanosql-dataset/<dataset>/<file>.jpg'",
             )
         stat = path.stat()
-        identity = ("image", str(path), stat.st_mtime_ns, stat.st_size)
+        identity, given = ("image", str(path), stat.st_mtime_ns, stat.st_size), str(path)
     cached = session.caches.queries.get(name, identity, adapter)
     if cached is not None:
         return cached
-    if kind == "text":
-        vector = adapter.embed_texts([value])[0]
-    else:
-        vector = adapter.embed_images([path])[0]
+    vector = adapter.embed(kind, [given], span=span)[0]
     vector = np.asarray(vector, dtype=np.float32)
     if not np.all(np.isfinite(vector)) or not np.any(vector):
         raise ExecutionError(

@@ -6,15 +6,11 @@ that name as it was. They return None ("Success") after a one-line summary of th
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DatasetError, ModelError, PlanError, choices_hint
-from ..options import SIMCLR_LEARNING_RATE
 
-# Options that fix what a model is; FIT MODEL keeps them from the model it continues.
-SIMCLR_ARCHITECTURE = ("input_size", "color", "stem", "pretrained")
-CLIP_ARCHITECTURE = ("arch", "pretrained")
+# Options of BUILD MODEL that apply to one family only.
 SIMCLR_ONLY = (
     "input_size",
     "color",
@@ -29,9 +25,6 @@ SIMCLR_ONLY = (
 )
 CLIP_ONLY = ("text_col", "arch")
 PRETRAINED_FILE_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-# Parameters of a stored SimCLR model (ResNet-18 and its projection head: 11.2M + 0.5M), for the
-# free-space check before training; its float32 file is about 4 bytes a parameter.
-SIMCLR_PARAMETERS = 11_800_000
 
 
 def build_model(session, step) -> None:
@@ -84,48 +77,25 @@ def _build_simclr(session, step) -> None:
     node, options, spans = step.statement, step.options, step.spans
     paths = _image_paths(session, step, options["image_col"])
     survey = simclr.survey_images([session.resolve_path(path) for path in paths])
-    pretrained = options["pretrained"]
-    input_size = options["input_size"] or simclr.default_input_size(survey.short_side, bool(pretrained))
-    stem = options["stem"] or ("imagenet" if pretrained or input_size >= 96 else "small")
-    if pretrained and stem != "imagenet":
-        raise PlanError(
-            f"ImageNet weights need the 'imagenet' stem, not '{stem}'",
-            span=spans.get("stem", node.span),
-            hint="leave stem out (or stem='imagenet') with pretrained, or train from scratch",
-        )
-    color = options["color"] or ("gray" if survey.gray else "rgb")
-    flip = options["horizontal_flip"]
-    config = simclr.SimCLRConfig(
-        input_size=input_size,
-        color=color,
-        stem=stem,
-        min_scale=float(options["min_scale"]),
-        # Flips keep a photo's meaning but not a digit's or a letter's (seed 002's note).
-        horizontal_flip=(color == "rgb") if flip is None else flip,
-        vertical_flip=options["vertical_flip"],
-        rotation=float(options["rotation"]),
-        color_jitter=options["color_jitter"],
-        blur=options["blur"],
-        batch_size=options["batch_size"] or simclr.default_batch_size(len(paths)),
-        max_epochs=options["max_epochs"],
-        learning_rate=float(options["learning_rate"] or SIMCLR_LEARNING_RATE),
-        temperature=float(options["temperature"]),
-        seed=options["seed"],
-        pretrained=bool(pretrained),
-    )
+    config = simclr.build_config(options, survey, len(paths), lambda name: spans.get(name, node.span))
     backbone = None
-    if pretrained:
+    if options["pretrained"]:
         # Found (or refused) before the images are read: offline, the error comes at once.
-        weights = _imagenet_weights(session, pretrained, spans.get("pretrained", node.span))
+        weights = _imagenet_weights(session, options["pretrained"], spans.get("pretrained", node.span))
         backbone = simclr.build_backbone("imagenet")
         simclr.load_imagenet_weights(backbone, weights)
     dataset = _training_images(
         session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
     )
-    _check_room(session, SIMCLR_PARAMETERS, node)
+    _check_room(session, simclr.PARAMETERS, node)
     device = resolve_device(session.settings.device)
     backbone, head, report = simclr.train(
-        dataset, config, device=device, backbone=backbone, num_workers=options["num_workers"], progress=session.progress
+        dataset,
+        config,
+        device=device,
+        backbone=backbone,
+        num_workers=options["num_workers"],
+        progress=session.progress,
     )
     simclr.store_simclr_model(
         session.models,
@@ -146,30 +116,14 @@ def _fit_simclr(session, step, info) -> None:
 
     node, options = step.statement, step.options
     _refuse(step, CLIP_ONLY, "a SimCLR model")
-    _keep_architecture(step, info, SIMCLR_ARCHITECTURE)
+    _keep_architecture(step, info, simclr.ARCHITECTURE_OPTIONS)
     backbone, head, stored = simclr.read_simclr_model(info)
-    changes = {
-        name: options.get(name)
-        for name in (
-            "batch_size",
-            "max_epochs",
-            "learning_rate",
-            "temperature",
-            "seed",
-            "min_scale",
-            "horizontal_flip",
-            "vertical_flip",
-            "rotation",
-            "color_jitter",
-            "blur",
-        )
-    }
-    config = simclr.with_changes(stored, **changes)
+    config = simclr.fit_config(stored, options)
     paths = _image_paths(session, step, options["image_col"])
     dataset = _training_images(
         session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
     )
-    _check_room(session, SIMCLR_PARAMETERS, node)
+    _check_room(session, simclr.PARAMETERS, node)
     device = resolve_device(session.settings.device)
     backbone, head, report = simclr.train(
         dataset,
@@ -215,7 +169,7 @@ def _simclr_summary(name, config, count, report) -> str:
     return (
         f"model '{name}': SimCLR ResNet-18 ({config.stem} stem, {config.input_size} px, {config.color}) "
         f"trained on {count:,} images for {_epochs(report.epochs)} ({report.steps:,} steps of "
-        f"{config.batch_size}), final loss {report.last_loss:.3f}, in {report.seconds:.0f} s"
+        f"{config.batch_size}), loss {report.last_loss:.3f} (mean of the last epoch), in {report.seconds:.0f} s"
     )
 
 
@@ -236,14 +190,7 @@ def _build_clip(session, step) -> None:
         model, _, tokenizer = clip.build_open_clip(
             arch, config, "cpu", checkpoint=weights, preprocess_cfg=clip.tag_preprocess_cfg(arch, tag)
         )
-    settings = clip_training.ClipTrainingConfig(
-        max_epochs=options["max_epochs"],
-        batch_size=options["batch_size"],
-        learning_rate=float(
-            options["learning_rate"] or clip_training.default_learning_rate(tag is not None or bool(pretrained))
-        ),
-        seed=options["seed"],
-    )
+    settings = clip_training.build_config(options, published=tag is not None or bool(pretrained))
     _check_room(session, sum(p.numel() for p in model.parameters()), node)
     model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
     origin = {"fine_tuned_from": tag or str(pretrained)} if pretrained not in (None, False) else {}
@@ -266,35 +213,20 @@ def _build_clip(session, step) -> None:
 
 
 def _fit_clip(session, step, info) -> None:
-    import json
-
     from ..models import clip, clip_training
 
     node, options = step.statement, step.options
     _refuse(step, SIMCLR_ONLY, "a CLIP model")
-    _keep_architecture(step, info, CLIP_ARCHITECTURE)
+    _keep_architecture(step, info, clip_training.ARCHITECTURE_OPTIONS)
     paths, texts = _image_caption_pairs(session, step, options["image_col"], options["text_col"])
-    adapter = clip.load(info, "cpu")
-    config_file = Path(info.path) / clip.CONFIG_FILE
-    config = json.loads(config_file.read_text()) if config_file.is_file() else clip.model_config(info.arch)
-    stored = info.options.get("training", {})
-    published = bool(info.options.get("pretrained") or info.options.get("fine_tuned_from"))
-    before = clip_training.ClipTrainingConfig.from_options(stored)
-    settings = replace(
-        before,
-        max_epochs=options["max_epochs"] or before.max_epochs,
-        batch_size=options["batch_size"] or before.batch_size,
-        learning_rate=float(
-            options["learning_rate"]
-            or (clip_training.default_learning_rate(True) if published else before.learning_rate)
-        ),
-        seed=options["seed"] if options["seed"] is not None else before.seed,
-    )
-    _check_room(session, sum(p.numel() for p in adapter.model.parameters()), node)
-    model, report = _train_clip(session, step, adapter.model, adapter.tokenizer, paths, texts, settings, options)
+    model, _, tokenizer, config = clip.read_clip_model(info, "cpu")
+    settings = clip_training.fit_config(info.options, options)
+    _check_room(session, sum(p.numel() for p in model.parameters()), node)
+    model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
     extra = {"training": settings.to_options(), "fitted_from": info.name}
-    if published:
-        extra["fine_tuned_from"] = info.options.get("fine_tuned_from") or info.options.get("pretrained")
+    origin = clip_training.published_origin(info.options)
+    if origin:
+        extra["fine_tuned_from"] = origin
     clip.store_clip_model(
         session.models,
         node.name,
@@ -333,15 +265,15 @@ def _train_clip(session, step, model, tokenizer, paths, texts, settings, options
 def _clip_weights(session, step):
     """``(arch, tag, config, weight file)`` of the weights BUILD MODEL ... USING CLIP fine-tunes:
     a file (of ``arch``, default the small one), or published weights: a tag, or True for the
-    tag GET THANOSQL MODEL clip uses (ViT-B-32, 'openai') or the first tag of ``arch``."""
+    default weights of ``arch`` (models/clip_weights.py: for ViT-B-32, the 'openai' ones GET
+    THANOSQL MODEL clip uses)."""
     from ..models import clip, clip_training
     from ..models.catalog import get_prebuilt
-    from ..models.weights import open_clip_source, resolve_weights
+    from ..models.clip_weights import default_tag, resolve_clip_weights
 
     node, options, spans = step.statement, step.options, step.spans
     span = spans.get("pretrained", node.span)
-    default = get_prebuilt("clip")
-    arch = options["arch"] or default.arch
+    arch = options["arch"] or get_prebuilt("clip").arch
     pretrained = options["pretrained"]
     if isinstance(pretrained, str) and _looks_like_file(pretrained):
         # A weight file is of the architecture named, by default the small one BUILD trains.
@@ -353,35 +285,20 @@ def _clip_weights(session, step):
                 hint="relative paths start at the workspace folder",
             )
         if options["arch"] is None:
-            return (
-                clip_training.SMALL_ARCH,
-                None,
-                clip.model_config(clip_training.SMALL_ARCH, clip_training.SMALL_CONFIG),
-                path,
-            )
+            small = clip.model_config(clip_training.SMALL_ARCH, clip_training.SMALL_CONFIG)
+            return clip_training.SMALL_ARCH, None, small, path
         return arch, None, clip.model_config(arch, span=spans.get("arch", node.span)), path
-    if pretrained is True:
-        tag = default.pretrained if arch == default.arch else _first_tag(arch, span)
-    else:
-        tag = pretrained
-    source = open_clip_source(arch, tag, span=span)
-    resolved = resolve_weights(
-        source, store=session.models, offline=session.settings.offline, progress=session.progress, span=span
+    tag = default_tag(arch) if pretrained is True else pretrained
+    weights = resolve_clip_weights(
+        arch,
+        tag,
+        store=session.models,
+        offline=session.settings.offline,
+        progress=session.progress,
+        span=span,
+        no_weights_hint="train it from scratch (leave pretrained out), or give pretrained='path/to/weights.pt'",
     )
-    return arch, tag, clip.tag_config(arch, tag), resolved.path
-
-
-def _first_tag(arch: str, span) -> str:
-    from ..models.clip import import_open_clip
-
-    tags = import_open_clip().list_pretrained_tags_by_model(arch)
-    if not tags:
-        raise ModelError(
-            f"open_clip publishes no weights for architecture '{arch}'",
-            span=span,
-            hint="train it from scratch (leave pretrained out), or give pretrained='path/to/weights.pt'",
-        )
-    return tags[0]
+    return weights.arch, weights.tag, weights.config, weights.path
 
 
 def _looks_like_file(value: str) -> bool:
@@ -391,7 +308,7 @@ def _looks_like_file(value: str) -> bool:
 def _clip_summary(name, arch, count, report, settings) -> str:
     return (
         f"model '{name}': CLIP {arch} trained on {count:,} image-caption pairs for {_epochs(report.epochs)} "
-        f"({report.steps:,} steps of {settings.batch_size}), final loss {report.last_loss:.3f}, "
+        f"({report.steps:,} steps of {settings.batch_size}), loss {report.last_loss:.3f} (mean of the last epoch), "
         f"in {report.seconds:.0f} s"
     )
 
