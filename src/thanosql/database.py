@@ -95,10 +95,11 @@ class DatabaseBusy(ThanoSQLError):
 class Database:
     """One workspace's database file, opened for each use and let go soon after.
 
-    >>> database = Database(Path("/tmp/ws/thanosql.duckdb"), lock_timeout=60)
+    >>> database = Database(workspace / "thanosql.duckdb", lock_timeout=60)
     >>> with database.connect() as connection:
     ...     connection.execute("SELECT 42").fetchall()
     [(42,)]
+    >>> database.close()
     """
 
     def __init__(self, path: Path, *, lock_timeout: float, notify: Callable[[str], None] | None = None) -> None:

@@ -86,7 +86,7 @@ class Settings:
     def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> Settings:
         """Settings from arguments, falling back to THANOSQL_* environment variables.
 
-        >>> Settings.from_env("/tmp/ws", offline=True).offline
+        >>> Settings.from_env(workspace, offline=True).offline
         True
         """
         env = os.environ
@@ -143,10 +143,11 @@ def _print_notice(obj: Any) -> None:
 class Session:
     """One workspace: its database, stores and caches.
 
-    >>> session = connect("/tmp/ws")
+    >>> session = connect(workspace)
     >>> session.execute("SELECT 42 AS answer")
        answer
     0      42
+    >>> session.close()
     """
 
     def __init__(self, settings: Settings, notify: Callable[[Any], None] | None = None) -> None:
