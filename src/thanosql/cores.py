@@ -7,19 +7,32 @@ Nothing here imports torch until a thread count is set.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` set),
-    at least 1.
+    """The cores this process may run on: its CPU affinity (``taskset``, container cpusets) and a
+    cgroup CPU quota (``docker --cpus``), at least 1.
 
     >>> available_cores() >= 1
     True
     """
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cgroup_quota() -> int | None:
+    """The cores a cgroup v2 CPU limit allows (cpu.max "quota period", rounded up), or None."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 @contextmanager
@@ -40,43 +53,72 @@ def torch_threads(count: int):
 
 
 def idle_cores(sample_s: float = 0.2) -> float:
-    """How many of this machine's cores sat idle over the next ``sample_s`` seconds (from
-    /proc/stat; the machine's core count where that cannot be read). Other processes' load, as
-    the kernel counted it, not a guess from the load average, which lags by a minute."""
-    import time
-
-    def totals() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as handle:
-                fields = handle.readline().split()[1:]
-        except OSError:
-            return None
-        values = [int(value) for value in fields[:8]]
-        return sum(values), values[3] + values[4]  # all ticks, idle + iowait ticks
-
-    before = totals()
-    if before is None:
-        return float(os.cpu_count() or 1)
+    """How many cores no other process used over the next ``sample_s`` seconds (this process
+    sleeps meanwhile): the kernel's own count from /proc/stat, not a guess from the load average,
+    which lags by a minute. The machine's core count where /proc/stat cannot be read."""
+    meter = LoadMeter()
     time.sleep(sample_s)
-    after = totals()
-    elapsed = after[0] - before[0]
-    if elapsed <= 0:
-        return float(os.cpu_count() or 1)
-    return (os.cpu_count() or 1) * (after[1] - before[1]) / elapsed
+    return meter.free_cores()
 
 
-def training_threads(sample_s: float = 0.2) -> int:
-    """The torch threads a training loop should run on: the cores this process may use that no
-    other process is busy on, at least one.
+class LoadMeter:
+    """Measures, from its start (or its last ``restart``), how busy the machine's cores were with
+    other processes' work: all busy ticks in /proc/stat less this process's CPU time.
 
-    >>> 1 <= training_threads(0.05) <= available_cores()
+    >>> meter = LoadMeter()
+    >>> 0 <= meter.free_cores() <= os.cpu_count()
+    True
+    """
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self._ticks, self._own, self._wall = _busy_ticks(), _own_cpu_seconds(), time.monotonic()
+
+    def free_cores(self) -> float:
+        """Cores that other processes left free since the start: all of them where /proc/stat
+        cannot be read or no time has passed."""
+        cores = float(os.cpu_count() or 1)
+        ticks, wall = _busy_ticks(), time.monotonic() - self._wall
+        if ticks is None or self._ticks is None or wall <= 0:
+            return cores
+        busy = (ticks - self._ticks) / _TICKS_PER_SECOND  # CPU-seconds of every process
+        others = max(0.0, busy - (_own_cpu_seconds() - self._own))
+        return max(0.0, min(cores, cores - others / wall))
+
+
+def training_threads(meter: LoadMeter | None = None, sample_s: float = 0.2) -> int:
+    """The torch threads a training loop should run on: the cores this process may use that other
+    processes left free (over ``meter``'s span, else a ``sample_s`` sample), at least one.
+
+    >>> 1 <= training_threads(sample_s=0.05) <= available_cores()
     True
 
-    Torch's default is one thread per core, which on a machine where other processes keep the
-    cores busy makes every step wait for its slowest thread to be scheduled: measured on two
-    cores with two busy processes beside it, SimCLR's epoch took 10x as long on two threads as
-    on an idle machine (see bench/busy.py for the figures with this choice).
+    Torch's default is one thread per core. Where other processes keep the cores busy, each step
+    then waits for its slowest thread to be scheduled again: measured on two cores beside two busy
+    processes, seed 002's SimCLR BUILD took 281 s instead of 27 s (bench/busy.py has the figures
+    with this choice).
     """
+    free = meter.free_cores() if meter is not None else idle_cores(sample_s)
     cores = available_cores()
-    free = min(float(cores), idle_cores(sample_s))
     return max(1, min(cores, int(free + 0.5)))
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_ticks() -> int | None:
+    """Busy ticks of all cores since boot (user, nice, system, irq, softirq, steal), or None."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system

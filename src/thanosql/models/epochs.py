@@ -13,6 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..cores import LoadMeter, training_threads
+
+# How often a training loop on a CPU looks again at how busy the machine is.
+RECHOOSE_S = 5.0
+
 
 @dataclass(frozen=True)
 class TrainingReport:
@@ -22,6 +27,36 @@ class TrainingReport:
     epochs: int
     last_loss: float
     seconds: float
+
+
+class ThreadChoice:
+    """The torch threads of a training loop on a CPU: the free cores (cores.training_threads),
+    chosen at the start from a short sample and again every RECHOOSE_S seconds from what other
+    processes did meanwhile, never more than torch was set to (OMP_NUM_THREADS, or the user's
+    torch.set_num_threads). On a GPU it leaves torch as it is."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch, self.active = torch, device == "cpu"
+        self.before = torch.get_num_threads()
+        self.meter = LoadMeter()
+        self.chosen_at = float("-inf")
+
+    def adjust(self) -> None:
+        now = time.monotonic()
+        if not self.active or now - self.chosen_at < RECHOOSE_S:
+            return
+        first = self.chosen_at == float("-inf")
+        wanted = min(self.before, training_threads(None if first else self.meter))
+        if wanted != self.torch.get_num_threads():
+            self.torch.set_num_threads(wanted)
+        self.meter.restart()
+        self.chosen_at = now
+
+    def restore(self) -> None:
+        if self.active and self.torch.get_num_threads() != self.before:
+            self.torch.set_num_threads(self.before)
 
 
 def run_epochs(
@@ -65,10 +100,12 @@ def run_epochs(
     total = len(loader) * max_epochs
     bar = progress(total=total, desc=desc, unit="step") if progress else None
     steps, last_loss = 0, float("nan")
+    threads = ThreadChoice(device)
     try:
         for epoch in range(max_epochs):
             running, count = 0.0, 0
             for batch in loader:
+                threads.adjust()
                 value = step(batch, steps, total)
                 steps += 1
                 running, count = running + value, count + 1
@@ -80,6 +117,7 @@ def run_epochs(
                     bar.update(1)
             last_loss = running / max(count, 1)
     finally:
+        threads.restore()
         if bar is not None:
             bar.close()
         del loader  # stops worker processes at once on an interrupt
