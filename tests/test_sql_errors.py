@@ -42,6 +42,14 @@ MISTAKES = [
     (f"{PRINT}\nAS SELECT image_path, count(*)\n   FROM pics", 2, 11, 10, "must appear in the GROUP BY", None),
     (f"{PRINT}\nAS (SELECT image_path FROM pics\n    WHERE image_path = 1 +)", 3, 26, 1, "syntax error", None),
     (
+        f"{PRINT}\nAS SELECT CAST(image_path AS INTEGER) AS image_path\n   FROM pics",
+        2,
+        11,
+        27,
+        "Could not convert string 'a.jpg'",
+        None,
+    ),
+    (
         f"SELECT count(*) FROM (\n  {SEARCH}\n  AS SELECT * FROM (SELECT * FROM pics) p\n  WHERE p.emb > 1)",
         4,
         9,

@@ -49,6 +49,28 @@ def positions(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
             pass
 
 
+def with_position(connection: duckdb.DuckDBPyConnection, sql: str, exc: duckdb.Error) -> duckdb.Error:
+    """``exc`` as DuckDB reports it with its position: a SELECT that failed while it ran (a
+    conversion error) runs again with positions on; a statement that failed to bind is found by
+    execution_error under EXPLAIN; anything else is ``exc`` itself. Only a read is run twice."""
+    if read_report(exc, sql).start is not None or not _is_select(connection, sql):
+        return exc
+    try:
+        with positions(connection):
+            connection.execute(sql).fetchall()
+    except duckdb.Error as again:
+        return again if type(again) is type(exc) else exc
+    return exc
+
+
+def _is_select(connection, sql: str) -> bool:
+    try:
+        statements = connection.extract_statements(sql)
+    except duckdb.Error:
+        return False
+    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+
+
 @dataclass(frozen=True)
 class Report:
     """What DuckDB said: ``kind`` ("Catalog Error"), the first line of its message, the lines after

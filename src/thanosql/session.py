@@ -46,7 +46,7 @@ from . import nodes
 from .caches import Caches
 from .database import Database
 from .disk import disk_error, is_disk_full
-from .duckdb_errors import execution_error, located, positions
+from .duckdb_errors import execution_error, located, positions, with_position
 from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError
 from .parser import parse
 from .planner import Step, plan
@@ -346,12 +346,13 @@ class Session:
         """The rows of ``sql`` as a pyarrow Table, fully read."""
         with self.connect() as connection:
             try:
-                with positions(connection):
-                    return connection.sql(sql).to_arrow_table()
+                return connection.sql(sql).to_arrow_table()
             except duckdb.InterruptException:
                 raise
             except duckdb.Error as exc:
-                raise self.sql_error(exc, sql, statement, connection) from exc
+                # Positions cost a setting's round trips on every query; an error pays for them.
+                located = with_position(connection, sql, exc)
+                raise self.sql_error(located, sql, statement, connection) from exc
 
     def columns(self, sql: str, statement=None) -> list[str]:
         """Column names of ``sql`` without reading its rows."""
@@ -361,9 +362,8 @@ class Session:
         """Column names and DuckDB types of ``sql``, without reading its rows."""
         with self.connect() as connection:
             try:
-                with positions(connection):
-                    relation = connection.sql(sql)
-                    return Shape(list(relation.columns), list(relation.types))
+                relation = connection.sql(sql)
+                return Shape(list(relation.columns), list(relation.types))
             except duckdb.Error as exc:
                 raise self.sql_error(exc, sql, statement, connection) from exc
 
