@@ -351,8 +351,8 @@ class Session:
                 raise
             except duckdb.Error as exc:
                 # Positions cost a setting's round trips on every query; an error pays for them.
-                located = with_position(connection, sql, exc)
-                raise self.sql_error(located, sql, statement, connection) from exc
+                positioned = with_position(connection, sql, exc)
+                raise self.sql_error(positioned, sql, statement, connection) from exc
 
     def columns(self, sql: str, statement=None) -> list[str]:
         """Column names of ``sql`` without reading its rows."""
