@@ -52,13 +52,16 @@ def render_literal(value: Any, name: str | None = None) -> str:
     >>> render_literal("it's")
     "'it''s'"
 
-    numpy scalars count as the Python numbers and booleans they hold. ``name`` (the notebook
-    variable) is named in the error for a value no literal can hold, such as NaN.
+    numpy scalars count as the Python numbers and booleans they hold, and numpy arrays as lists
+    (an embedding for search_input, its float32 values exact). ``name`` (the notebook variable)
+    is named in the error for a value no literal can hold, such as NaN.
     """
-    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
+    numpy = sys.modules.get("numpy")  # a numpy value exists only once numpy is imported
     if numpy is not None and isinstance(value, numpy.generic):
         # np.float64 passes isinstance(float), but its repr is 'np.float64(1.5)' (numpy 2).
         value = value.item()
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        value = value.tolist()
     if value is None:
         return "NULL"
     if isinstance(value, bool):

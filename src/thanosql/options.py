@@ -208,9 +208,18 @@ CONVERT = {
 
 SEARCH = {
     "search_by": _str(
-        None, choices=("image", "text", "audio", "video"), doc="what search_input is", older=("search_input_type",)
+        None,
+        choices=("image", "text", "embedding", "audio", "video"),
+        doc="what search_input is",
+        older=("search_input_type",),
     ),
-    "search_input": _str(None, doc="the text, or the image path (relative to the workspace), to search for"),
+    "search_input": OptionSpec(
+        (str, tuple),
+        None,
+        None,
+        "the text, the image path (relative to the workspace), or the embedding (search_by='embedding': "
+        "a list of the column's d numbers, e.g. [0.12, -0.3, ...]) to search for",
+    ),
     "emb_col": _str("convert_result", doc="column of embeddings made by CONVERT with the same model"),
     "result_col": _str(
         "search_result", doc="column of cosine similarities (replaced if it exists)", older=("column_name",)

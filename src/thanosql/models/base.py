@@ -5,7 +5,8 @@ An adapter wraps one loaded model of the store and turns inputs into embeddings:
 float32 matrix, one row per input, in input order, exactly what the model's own encoder gives.
 Statements (CONVERT, SEARCH) only talk to models through ``embed(kind, values)``, which
 dispatches on the kind of input (INPUT_KINDS); a new kind (a given embedding, audio) is a row
-there and a method on the adapters that take it, not a branch in the statements.
+there and a method on the adapters that take it, not a branch in the statements (a given
+embedding needs no model: SEARCH takes it as written, statements/search.py).
 """
 
 from __future__ import annotations

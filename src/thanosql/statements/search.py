@@ -4,11 +4,14 @@ Returns the query's rows with a float cosine score column (``result_col``), the 
 the answer (DESIGN.md decisions 1 and 2): the search_by era sorts by score, highest first, ties
 in input order, rows without an embedding last, cut to ``top_k``; the inline era (``image=``)
 keeps every row in input order (with ``top_k`` given, the k best rows, still in input order).
-The search input is embedded once by the model's own encoder and never enters SQL text; the
-ranking is search.engine.search's (exact, cached between queries).
+A text or image search input is embedded once by the model's own encoder, a given embedding
+(``search_by='embedding'``) is taken as written; neither enters SQL text, and both are ranked by
+search.engine.search (exact, cached between queries).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +22,9 @@ from ..search import engine
 from .columns import matching_columns
 
 SEARCHABLE_MEDIA = ("image", "text")
+# What a search input may be (search_by): a text or an image, which the model embeds, or an
+# embedding given as a list of numbers (DESIGN.md decision 17), which needs no model weights.
+SEARCH_INPUTS = ("image", "text", "embedding")
 NUMBER_TYPES = ("float", "double", "tinyint", "smallint", "integer", "bigint", "hugeint", "decimal")
 
 
@@ -29,11 +35,13 @@ def search(session, step) -> pa.Table:
     kind, value = _search_input(step)
     top_k = options["top_k"]
     relation = _relation(session, step)
-    # The rows' columns first (no rows read): a wrong emb_col fails before the model loads.
+    # The rows' columns first (no rows read), then model.json: a wrong emb_col or dimension
+    # fails before any weights load, and a given embedding never loads them.
     emb_col = _embedding_column(relation, options["emb_col"], _span(step, "emb_col"))
-    adapter = session.model(node.model, span=node.span)
-    _check_dimension(relation, emb_col, adapter, _span(step, "emb_col"))
-    query = query_embedding(session, adapter, kind, value, span=_span(step, "search_input"))
+    info = _model_info(session, node.model, node.span)
+    size = _check_dimension(relation, emb_col, info, _span(step, "emb_col"))
+    column = emb_col if size is not None else None
+    query = query_embedding(session, info, kind, value, span=_span(step, "search_input"), column=column)
     ranking = engine.search(
         engine.Source.of(session),
         step.source,
@@ -58,7 +66,7 @@ def _span(step, name: str):
     return node.span
 
 
-def _search_input(step) -> tuple[str, str]:
+def _search_input(step) -> tuple[str, str | tuple]:
     node, options = step.statement, step.options
     if node.media not in SEARCHABLE_MEDIA:
         raise PlanError(
@@ -73,19 +81,39 @@ def _search_input(step) -> tuple[str, str]:
             span=node.span,
             hint="e.g. OPTIONS (search_by='text', search_input='a black cat', emb_col='convert_result')",
         )
-    if kind not in SEARCHABLE_MEDIA:
+    if kind not in SEARCH_INPUTS:
         raise PlanError(
             f"search_by='{kind}' is not supported by this engine",
             span=_span(step, "search_by"),
-            hint="search by 'text' or by 'image'",
+            hint="search by 'text', by 'image' or by 'embedding'",
         )
-    if value is None or not str(value).strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
+        examples = {"text": "'a black cat'", "image": "'thanosql-dataset/pics/1.jpg'", "embedding": "[0.12, -0.3, ...]"}
         raise PlanError(
-            "SEARCH needs a search_input: the text, or the path of the image, to search for",
+            "SEARCH needs a search_input: the text, the path of the image or the embedding to search for",
             span=_span(step, "search_input") if value is not None else node.span,
-            hint=f"e.g. search_input='{'a black cat' if kind == 'text' else 'thanosql-dataset/pics/1.jpg'}'",
+            hint=f"e.g. search_input={examples[kind]}",
         )
+    _check_input_shape(kind, value, _span(step, "search_input"))
     return kind, value
+
+
+def _check_input_shape(kind: str, value, span) -> None:
+    """A list of numbers for search_by='embedding', a quoted string for the other kinds."""
+    if kind == "embedding" and not isinstance(value, tuple):
+        raise PlanError(
+            "search_by='embedding' takes a list of numbers, not a string",
+            span=span,
+            hint="e.g. search_input=[0.12, -0.3, ...], as many numbers as the column's embeddings hold; "
+            "search_by='text' or 'image' searches by a text or an image path",
+        )
+    if kind != "embedding" and isinstance(value, tuple):
+        what = "a quoted text" if kind == "text" else "the quoted path of one image"
+        raise PlanError(
+            f"search_by='{kind}' takes {what}, not a list",
+            span=span,
+            hint="to search by a vector of numbers, write search_by='embedding'",
+        )
 
 
 def _relation(session, step):
@@ -112,8 +140,16 @@ def _embedding_column(relation, name: str, span) -> str:
     return matches[0]
 
 
-def _check_dimension(relation, column: str, adapter, span) -> None:
-    """Fail before any row is read when the column's type cannot hold this model's embeddings."""
+def _model_info(session, name: str, span):
+    """model.json of the model named in USING: its name, family and embedding_dim, no weights."""
+    store = session.models
+    with store.folders.reading():  # not replaced while it is read
+        return store.get(name, span=span)
+
+
+def _check_dimension(relation, column: str, info, span) -> int | None:
+    """Fail before any row is read when the column's type cannot hold the embeddings of the model
+    ``info`` (its model.json); return the column's fixed size, or None for a list of any length."""
     kind = relation.types[list(relation.columns).index(column)]
     if kind.id not in ("array", "list"):
         raise PlanError(
@@ -125,22 +161,31 @@ def _check_dimension(relation, column: str, adapter, span) -> None:
     if children["child"].id not in NUMBER_TYPES:
         raise PlanError(f"column '{column}' holds {kind}, not embeddings of numbers", span=span)
     size = children.get("size")
-    if size is not None and size != adapter.embedding_dim:
+    if size is not None and size != info.embedding_dim:
         raise PlanError(
-            f"column '{column}' holds embeddings of {size} values, but model '{adapter.info.name}' "
-            f"makes {adapter.embedding_dim}",
+            f"column '{column}' holds embeddings of {size} values, but model '{info.name}' makes {info.embedding_dim}",
             span=span,
-            hint=f"search '{column}' with the model that made it, or CONVERT the rows with '{adapter.info.name}' first",
+            hint=f"search '{column}' with the model that made it, or CONVERT the rows with '{info.name}' first",
         )
+    return size
 
 
-def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.ndarray:
-    """The model's embedding (d,) of the search input: a text, or an image path (relative paths
-    start at the workspace). Kept per session, so re-running a search does not re-encode.
+def query_embedding(session, info, kind: str, value, span=None, column: str | None = None) -> np.ndarray:
+    """The query vector (d,) float32 of the search input of ``kind`` (a key of QUERY_INPUTS) for
+    the model whose model.json is ``info``: a text or an image path (relative paths start at the
+    workspace) embedded by the model, kept per session so re-running a search does not re-encode;
+    or an embedding given as a tuple of numbers, checked and taken as written (no weights loaded).
+    ``column`` names the searched column, when its type fixes the embeddings' size, for errors.
 
-    >>> query_embedding(session, session.model("tutorial_search_clip"), "text", "a black cat").shape  # doctest: +SKIP
+    >>> query_embedding(session, session.models.get("tutorial_search_clip"), "text", "a black cat").shape  # doctest: +SKIP
     (512,)
     """
+    return QUERY_INPUTS[kind](session, info, kind, value, span, column)
+
+
+def _embedded_input(session, info, kind: str, value: str, span, column) -> np.ndarray:
+    """A text or an image, through the model's own encoder."""
+    adapter = session.model(info.name, span=span)
     name = adapter.info.name
     check_input(adapter, kind, span=span, purpose=f", so it cannot search by {kind}")
     if kind == "text":
@@ -167,6 +212,51 @@ def query_embedding(session, adapter, kind: str, value: str, span=None) -> np.nd
         )
     session.caches.queries.put(name, identity, adapter, vector)
     return vector
+
+
+def _given_embedding(session, info, kind: str, value: tuple, span, column) -> np.ndarray:
+    """A list of numbers, as long as the model's embeddings, finite in float32 and not all zero
+    (cosine similarity needs a direction)."""
+    numbers = []
+    for position, item in enumerate(value, start=1):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise PlanError(
+                f"search_input must hold numbers only, but value {position} is {item!r}",
+                span=span,
+                hint="write the embedding as [0.12, -0.3, 1.5e-3, ...]: numbers without quotes",
+            )
+        try:
+            numbers.append(float(item))
+        except OverflowError:  # an integer beyond any float
+            numbers.append(math.inf if item > 0 else -math.inf)
+    dim = info.embedding_dim
+    if len(value) != dim:
+        holder = f"column '{column}' holds" if column is not None else f"model '{info.name}' makes"
+        raise PlanError(
+            f"search_input has {len(value)} values, but {holder} embeddings of {dim}",
+            span=span,
+            hint=f"give all {dim} values of one embedding, e.g. one row of the column CONVERT USING {info.name} made",
+        )
+    with np.errstate(over="ignore"):  # a number beyond float32's range becomes inf, refused below
+        vector = np.asarray(numbers, dtype=np.float64).astype(np.float32)
+    if not np.all(np.isfinite(vector)):
+        position = int(np.flatnonzero(~np.isfinite(vector))[0]) + 1
+        raise PlanError(
+            f"search_input value {position} is beyond the range of a 32-bit float",
+            span=span,
+            hint="embeddings are FLOAT (float32): every value must lie within about ±3.4e38",
+        )
+    if not np.any(vector):
+        raise PlanError(
+            "search_input is all zeros: cosine similarity to a zero vector is undefined",
+            span=span,
+            hint="give an embedding with at least one value that is not zero",
+        )
+    return vector
+
+
+# How each kind of search input (search_by) becomes the query vector: a new kind is a row here.
+QUERY_INPUTS = {"text": _embedded_input, "image": _embedded_input, "embedding": _given_embedding}
 
 
 def with_scores(rows: pa.Table, name: str, scores: np.ndarray) -> pa.Table:
