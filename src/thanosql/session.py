@@ -345,14 +345,19 @@ class Session:
     def query(self, sql: str, statement=None) -> pa.Table:
         """The rows of ``sql`` as a pyarrow Table, fully read."""
         with self.connect() as connection:
+            relation = None
             try:
-                return connection.sql(sql).to_arrow_table()
+                relation = connection.sql(sql)
+                return relation.to_arrow_table()
             except duckdb.InterruptException:
                 raise
             except duckdb.Error as exc:
                 # Positions cost a setting's round trips on every query; an error pays for them.
                 positioned = with_position(connection, sql, exc)
                 raise self.sql_error(positioned, sql, statement, connection) from exc
+            finally:
+                if relation is not None:
+                    relation.close()  # see describe
 
     def columns(self, sql: str, statement=None) -> list[str]:
         """Column names of ``sql`` without reading its rows."""
@@ -363,7 +368,12 @@ class Session:
         with self.connect() as connection:
             try:
                 relation = connection.sql(sql)
-                return Shape(list(relation.columns), list(relation.types))
+                try:
+                    return Shape(list(relation.columns), list(relation.types))
+                finally:
+                    # A relation left open keeps its connection's state alive past the close at
+                    # exit, and DuckDB's bindings then report leaks.
+                    relation.close()
             except duckdb.Error as exc:
                 raise self.sql_error(exc, sql, statement, connection) from exc
 
