@@ -10,7 +10,13 @@ import thanosql
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """An empty workspace folder; THANOSQL_* variables of the caller's shell do not leak in."""
-    for name in ("THANOSQL_WORKSPACE", "THANOSQL_OFFLINE", "THANOSQL_DATASETS_MANIFEST", "THANOSQL_DEVICE"):
+    for name in (
+        "THANOSQL_WORKSPACE",
+        "THANOSQL_OFFLINE",
+        "THANOSQL_DATASETS_MANIFEST",
+        "THANOSQL_DEVICE",
+        "THANOSQL_REUSE_BYTES",
+    ):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "workspace"
     root.mkdir()

@@ -81,6 +81,8 @@ class Settings:
     lock_timeout: float = 60.0
     # 'duckdb': plain SQL runs as written; another dialect is transpiled by sqlglot (dialects.py).
     sql_dialect: str = "duckdb"
+    # Bytes of embeddings CONVERT keeps for reuse (reuse.py); 0 keeps none.
+    reuse_bytes: int = 2 << 30
 
     @classmethod
     def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> Settings:
@@ -108,6 +110,19 @@ class Settings:
                 "lock_timeout must be a number of seconds, 0 or more",
                 hint="e.g. connect(lock_timeout=120) or THANOSQL_LOCK_TIMEOUT=120",
             )
+        reuse_bytes = overrides.pop("reuse_bytes", None)
+        if reuse_bytes is None:
+            reuse_bytes = env.get("THANOSQL_REUSE_BYTES") or Settings.reuse_bytes
+        try:
+            reuse_bytes = int(float(reuse_bytes))
+        except (TypeError, ValueError):
+            reuse_bytes = -1
+        if reuse_bytes < 0:
+            raise ThanoSQLError(
+                "reuse_bytes must be a number of bytes, 0 or more",
+                hint="e.g. connect(reuse_bytes=4e9) or THANOSQL_REUSE_BYTES=4e9; 0 keeps no embeddings for reuse",
+            )
+        overrides["reuse_bytes"] = reuse_bytes
         overrides["sql_dialect"] = checked_dialect(overrides.get("sql_dialect") or env.get("THANOSQL_SQL_DIALECT"))
         if device not in ("auto", "cpu", "cuda"):
             raise ThanoSQLError(f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda")
@@ -425,6 +440,13 @@ class Session:
         from .models.store import ModelStore
 
         return ModelStore(self.model_dir)
+
+    @property
+    def reuse(self):
+        """The embeddings CONVERT keeps for its next runs (reuse.py)."""
+        from .reuse import ReuseStore
+
+        return ReuseStore(self.workspace, self.settings.reuse_bytes)
 
     def model(self, name: str, span=None):
         """The loaded adapter of stored model ``name``, kept while the stored model is unchanged."""

@@ -68,10 +68,71 @@ COLUMN_OPTIONS = {"image": "image_col", "text": "text_col"}
 
 
 def _embed(session, adapter, kind, inputs, values, present, options, node) -> np.ndarray:
-    """The adapter's embeddings of ``inputs``; an input it cannot read is a DatasetError naming its
-    row (or, with on_error='null', a NULL and a notice)."""
+    """The embeddings of ``inputs``: images embedded by an earlier CONVERT with these weights are
+    reused (reuse.py), the rest computed by the adapter. An input it cannot read is a DatasetError
+    naming its row (or, with on_error='null', a NULL and a notice)."""
+    reuse = Reuse.of(session, adapter) if kind == "image" and session.settings.reuse_bytes else None
+    found = reuse.find(inputs) if reuse is not None else None
+    kept = found.kept if found is not None else set()
+    todo = [at for at in range(len(inputs)) if at not in kept]
+    computed = _compute(
+        session, adapter, kind, [inputs[at] for at in todo], values, [present[at] for at in todo], options, node
+    )
+    if not kept:
+        embeddings = computed
+    else:
+        embeddings = np.empty((len(inputs), adapter.embedding_dim), np.float32)
+        embeddings[found.positions] = found.vectors
+        if todo:
+            embeddings[todo] = computed
+        session.notify(
+            f"CONVERT reused the embeddings of {len(found.positions):,} of {len(inputs):,} images from earlier "
+            f"runs with model '{adapter.info.name}' and embedded {len(todo):,}"
+        )
+    if reuse is not None and todo:
+        reuse.keep(todo, computed)
+    return embeddings
+
+
+class Reuse:
+    """The kept embeddings of one CONVERT's images and model weights (reuse.py)."""
+
+    def __init__(self, session, adapter) -> None:
+        from ..reuse import weights_key
+
+        info = adapter.info
+        self.store = session.reuse
+        self.model = info.name
+        device = getattr(adapter, "device", "cpu")
+        self.key = weights_key(info.name, str(info.created), info.path / "model.json", device)
+        self.identities = []
+
+    @classmethod
+    def of(cls, session, adapter):
+        try:
+            return cls(session, adapter)
+        except OSError:  # the model's files moved under us: nothing is reused
+            return None
+
+    def find(self, paths: list[str]):
+        from ..reuse import image_identity
+
+        self.identities = [image_identity(path) for path in paths]
+        return self.store.find(self.model, self.key, self.identities)
+
+    def keep(self, todo: list[int], computed: np.ndarray) -> None:
+        # Only rows read and embedded (not NaN: unreadable with on_error='null'), with an identity
+        # taken before they were read.
+        rows = [i for i, at in enumerate(todo) if self.identities[at] is not None and not np.isnan(computed[i]).any()]
+        self.store.add(self.model, self.key, [self.identities[todo[i]] for i in rows], computed[rows])
+
+
+def _compute(session, adapter, kind, inputs, values, present, options, node) -> np.ndarray:
+    """The adapter's embeddings of ``inputs`` (rows ``present`` of ``values``)."""
     from ..models.images import ImageReadError
 
+    if not inputs:
+        return np.zeros((0, adapter.embedding_dim), np.float32)
     try:
         embeddings = adapter.embed(
             kind,

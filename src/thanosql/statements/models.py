@@ -193,4 +193,5 @@ def delete_model(session, step) -> None:
     node = step.statement
     session.models.delete(node.name, span=node.span)
     session.caches.models.forget(node.name)
+    session.reuse.drop(node.name)
     return None
