@@ -1,6 +1,7 @@
 """CONVERT USING vs the plain open_clip loop: images/s on the same model and images, in one run.
 
     PYTHONPATH=src python bench/convert.py [--small 160] [--camera 96] [--batch-size 32] [--repeats 4]
+        [--incremental 1000] [--only-incremental]
 
 The reference is the loop open_clip's README shows: for each batch, open every file with PIL, apply
 the model's preprocess, stack, ``encode_image`` under ``torch.no_grad()``. Ours is the whole
@@ -14,6 +15,10 @@ decoding for the camera ones), and each side's encoder alone on ready tensors (o
 tower with oneDNN-packed linear layers, models/onednn.py). The image counts are large enough for
 CONVERT's fixed costs (timing a first batch, starting decoding workers) to be spread as they are
 over a real table's images.
+
+Incremental CONVERT (--incremental N): a first CONVERT of N small images with ViT-B-32 in a
+workspace that keeps embeddings (reuse.py), then the same CONVERT after 2% more rows, of which
+only the new ones are embedded; printed as seconds and the second run's share of the first.
 """
 
 from __future__ import annotations
@@ -160,7 +165,8 @@ def setup(root: Path, args):
     import thanosql
     from thanosql.models.clip import build_open_clip, import_open_clip
 
-    session = thanosql.connect(root, offline=True, progress=False, notify=lambda _: None)
+    # reuse_bytes=0: every round embeds every image (a kept embedding would make rounds 2-4 free).
+    session = thanosql.connect(root, offline=True, progress=False, reuse_bytes=0, notify=lambda _: None)
     sets = {
         "small": make_images(root / "small", args.small, (256, 192)),
         "camera": make_images(root / "camera", args.camera, (3000, 2000)),
@@ -234,12 +240,35 @@ def measure(session, sets, models, args) -> list[tuple]:
     return rows
 
 
+def incremental(root: Path, count: int, batch_size: int) -> tuple[float, float, int]:
+    """Seconds of a first CONVERT of ``count`` small images with ViT-B-32 (nothing kept yet), and of
+    the same CONVERT after 2% more rows: only those are embedded, the rest reused (reuse.py)."""
+    import thanosql
+
+    notices = []
+    with thanosql.connect(root, offline=True, progress=False, notify=notices.append) as session:
+        paths = make_images(root / "incremental", count + count // 50, (256, 192))
+        listing = ", ".join(f"('{p.relative_to(root)}')" for p in paths)
+        session.execute(f"CREATE TABLE growing AS SELECT * FROM (VALUES {listing}) v(image_path) LIMIT {count}")
+        started = time.perf_counter()
+        ours(session, "vit_b_32", "growing", batch_size)
+        first = time.perf_counter() - started
+        session.execute(f"CREATE OR REPLACE TABLE growing AS SELECT * FROM (VALUES {listing}) v(image_path)")
+        started = time.perf_counter()
+        ours(session, "vit_b_32", "growing", batch_size)
+        again = time.perf_counter() - started
+    assert any("reused the embeddings of" in str(n) for n in notices), notices
+    return first, again, len(paths) - count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=160, help="number of small images")
     parser.add_argument("--camera", type=int, default=96, help="number of camera-size images")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=4, help="rounds per model and image set")
+    parser.add_argument("--incremental", type=int, default=1000, help="images of the incremental CONVERT (0: skip)")
+    parser.add_argument("--only-incremental", action="store_true", help="skip the comparison with open_clip")
     args = parser.parse_args()
 
     import torch
@@ -250,13 +279,25 @@ def main() -> None:
     )
     root = Path(tempfile.mkdtemp(prefix="thanosql-bench-"))
     try:
+        if args.only_incremental:
+            args.small = args.camera = 1
         session, sets, models = setup(root, args)
-        print("camera-size JPEG:", decode_costs(sets["camera"][0]))
-        print("camera-size JPEG:", reduced_decode_error(sets["camera"][0]))
-        rows = measure(session, sets, models, args)
+        rows = []
+        if not args.only_incremental:
+            print("camera-size JPEG:", decode_costs(sets["camera"][0]))
+            print("camera-size JPEG:", reduced_decode_error(sets["camera"][0]))
+            rows = measure(session, sets, models, args)
         session.close()
+        if args.incremental:
+            first, again, added = incremental(root, args.incremental, args.batch_size)
+            print(
+                f"incremental CONVERT, ViT-B-32, {args.incremental:,} small images: first run {first:.1f} s; "
+                f"after {added} new rows ({added / args.incremental:.0%}) {again:.1f} s = {again / first:.3f} of the first"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if not rows:
+        return
     print()
     print(
         f"{'model':10s} {'images':11s} {'open_clip':>10s} {'CONVERT':>8s} {'ratio':>6s} {'target':>6s} "
