@@ -10,6 +10,7 @@ Modules, each using only those above it (none uses the session or the statements
   kernels  products of int8 codes with a query and their error bounds (int8, bfloat16, fbgemm)
   index    CompactIndex: screens a query down to about k rows; build_index
   scan     a plain scan of one table, recognised on DuckDB's parse tree
+  stored   indexes kept in the workspace (thanosql-index/) for every process: save, load, check
   engine   search(): the index cache, its checks against writes, the direct fallback; Source
 
 Design (why it beats NumPy's brute force, and stays exact):
@@ -51,14 +52,40 @@ Design (why it beats NumPy's brute force, and stays exact):
 * How it stays correct when the table changes, in this process or any other (engine.py). Each
   index remembers the database's change token (thanosql/database.py: the database and WAL files'
   size, time and inode, which every commit of any process moves, and this process's write count)
-  and its table's fingerprint: row count and storage layout (``pragma_storage_info``: DuckDB stores
-  inserted rows, and updated list or array rows, as new rows in new or longer segments). Before
-  each search the token is compared (two stat calls); when it moved, the fingerprint is taken
-  again (about 0.15 s at 1M x 512, against 8 s for a rebuild): the same, the index is kept (a
-  write to another table); else it is rebuilt. The query that fetches the candidates by rowid
+  and its table's fingerprint: row count and storage layout, with each segment's min/max
+  statistics (``pragma_storage_info``: DuckDB stores inserted rows, and updated list or array
+  rows, as new rows in new or longer segments). Before each search the token is compared (two
+  stat calls); when it moved, the fingerprint is taken again (about 0.15 s at 1M x 512, against
+  8 s for a rebuild): the same, the index is kept (a write to another table); else it is read
+  from the workspace if one there fits, or rebuilt. The query that fetches the candidates by rowid
   also counts the table's rows (one round trip), and a sample of the fetched rows is
   re-quantised against their codes: a count other than the index's, a candidate missing
   (DuckDB gives an updated row a new rowid) or changed rebuilds the index and searches again.
+* What is kept in the workspace, for every process (stored.py). An index built for a table of
+  the workspace database is saved beside it, in ``thanosql-index/<table>_<column>.<digest>/``:
+  one ``.npy`` file per array (rowids, both levels, scales, norms, valid) and ``manifest.json``
+  (format version, the table as DuckDB names it and the column, DuckDB's version, the table's
+  fingerprint, the rows and dimension, and each file's size and sha256: whole up to 64 MB, on
+  1,024 spread blocks beyond). It is written into a staging folder (``.<name>.<token>.partial/``,
+  whose writer holds its ``.writing`` file locked) and renamed into place under the folder's lock
+  (stores.FolderStore), so every process sees the old index or the new one, whole; folders that
+  killed writers left are removed before the next index is read or saved. It is saved only if the
+  table's fingerprint after the build is the one taken before it.
+* When it is read. A process without the index in memory (a new kernel, the command line; or
+  after a write) takes the table's fingerprint after the checkpoint, and reads the stored index
+  only if the manifest names that table, column, format, DuckDB version and fingerprint, every
+  file has its recorded size, checksum and type, and 128 rows spread over the table, fetched by
+  rowid, quantise to its codes (a table dropped and made again, even with the same layout, fails
+  this). The arrays are memory-mapped copy-on-write (the kernels take them as they are; nothing
+  is written); a large index is packed for fbgemm again (its packed form cannot be saved), on a
+  background thread: the first queries run the unpacked kernels meanwhile (index.py).
+  Anything else (no index, a damaged or missing file, another fingerprint) is never trusted: the
+  index is built from the table and replaces the stored one. Loading and building happen under
+  an flock (``.<name>.building``) with the database open, so of two processes that want the same
+  index, the second waits and reads what the first saved. A write to the table means a rebuild
+  of the whole index (appended rows are not added incrementally yet); the index of a dropped
+  table stays on disk, unused, until an index of that table and column is saved again. The
+  in-memory cache stays on top: a process that holds the index reads nothing from disk.
 """
 
 from .codes import Quantised, quantise
@@ -67,14 +94,18 @@ from .exact import exact_scores, rank, to_matrix, unit_vector
 from .index import CompactIndex, build_index
 from .kernels import PackedCodes, first_level_products, int8_matvec, int8_matvec_float
 from .scan import TableScan, recognise_scan
+from .stored import IndexKey, IndexStore, UnusableIndex
 
 __all__ = [
     "CompactIndex",
+    "IndexKey",
+    "IndexStore",
     "PackedCodes",
     "Quantised",
     "Ranking",
     "Source",
     "TableScan",
+    "UnusableIndex",
     "build_index",
     "clear",
     "exact_scores",

@@ -1,14 +1,18 @@
 """The cached search engine. ``search(source, sql, column, query, top_k=k)`` ranks the rows of
-``sql`` exactly: through a cached CompactIndex when ``sql`` is a plain scan of a stored table,
-else over the query's rows. What it reads and keeps comes in a ``Source`` (connections, caches,
-the database's change token), never a session.
+``sql`` exactly: through a cached CompactIndex when ``sql`` is a plain scan of a stored table
+(kept in memory, and in the workspace by stored.py for other processes), else over the query's
+rows. What it reads and keeps comes in a ``Source`` (connections, caches, the database's change
+token and path), never a session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -16,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..caches import LRU, CachedIndex, IndexCache
-from ..errors import PlanError, Span
+from ..errors import PlanError, Span, ThanoSQLError
 from .codes import quantise
 from .exact import check_dimension, exact_scores, rank, to_matrix
 from .index import CompactIndex, StaleIndex, build_index
 from .scan import COUNT_ALIAS, HITS_RELATION, ROWID_ALIAS, TableScan, recognise_scan, scalar
+from .stored import IndexKey, IndexStore, UnusableIndex
 
 # Rows per Arrow batch while an index is read from DuckDB (the float32 column never whole).
 INDEX_BATCH_ROWS = 32768
@@ -37,13 +42,16 @@ class _Fallback(Exception):
 @dataclass
 class Ranking:
     """The answer of a search: ``rows`` in answer order and their ``scores`` (float64, NaN where a
-    row has no usable embedding). ``method`` says how it was found ('index' or 'direct') and
-    ``candidates`` how many rows were scored exactly."""
+    row has no usable embedding). ``method`` says how it was found ('index' or 'direct'),
+    ``candidates`` how many rows were scored exactly, and ``index_from`` where the index came from:
+    'memory' (this process had it), 'workspace' (read from thanosql-index/), 'built' (read from
+    the table), '' for a direct search."""
 
     rows: pa.Table
     scores: np.ndarray
     method: str
     candidates: int
+    index_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,11 +143,10 @@ def _search_direct(source: Source, sql, column, query, top_k, keep_input_order, 
 
 
 def _search_indexed(source: Source, scan: TableScan, column, query, top_k, keep_input_order, span) -> Ranking:
-    source_column = scan.source_column(column)
     with source.connect() as connection:
         for attempt in range(2):
             try:
-                index = _cached_index(source, connection, scan, source_column, rebuild=attempt > 0)
+                index, origin = _cached_index(source, connection, scan, column, rebuild=attempt > 0)
                 check_dimension(index.dim, len(query), column, span, rows=len(index))
                 positions = _filtered_positions(connection, scan, index)
                 selected = len(index) if positions is None else len(positions)
@@ -156,16 +163,18 @@ def _search_indexed(source: Source, scan: TableScan, column, query, top_k, keep_
             matrix, present = to_matrix(rows.column(column), column, span)
             scores = exact_scores(matrix, present, query)
             order = rank(scores, top_k, keep_input_order)
-            return Ranking(rows=rows.take(order), scores=scores[order], method="index", candidates=len(candidates))
+            return Ranking(rows.take(order), scores[order], "index", len(candidates), index_from=origin)
     raise _Fallback("the table changes under the index")
 
 
-def _cached_index(source: Source, connection, scan: TableScan, source_column: str, rebuild: bool) -> CompactIndex:
-    """The index of the scan's table, checked against the database first: kept while the
-    database's change token is the one it was last known current at; when the token moved (a
-    write by any process), kept only if the table's fingerprint is still the same; else read
-    again. The connection is open throughout, so no other process writes in between."""
+def _cached_index(source: Source, connection, scan: TableScan, column: str, rebuild: bool) -> tuple[CompactIndex, str]:
+    """The index of the scan's table and where it came from ('memory', 'workspace', 'built'),
+    checked against the database first: kept while the database's change token is the one it was
+    last known current at; when the token moved (a write by any process), kept only if the
+    table's fingerprint is still the same; else read from the workspace or built again. The
+    connection is open throughout, so no other process writes in between."""
     cache = source.indexes
+    source_column = scan.source_column(column)
     key = (scan.key, source_column.lower())
     with cache.building(key):
         source.database.checkpoint(connection)
@@ -180,32 +189,81 @@ def _cached_index(source: Source, connection, scan: TableScan, source_column: st
                 else:
                     entry = None
             if entry is not None:  # the fetch still checks the row count
-                return entry.index
+                return entry.index, "memory"
         cache.drop(key)
         fingerprint = _fingerprint(connection, scan)
-        index = _read_index(connection, scan, source_column, rows=fingerprint[-1])
+        index, origin = _stored_or_built(source, connection, scan, column, fingerprint, rebuild)
         cache.put(key, CachedIndex(index, token, fingerprint))
-        return index
+        return index, origin
+
+
+def _stored_or_built(source: Source, connection, scan: TableScan, column: str, fingerprint: tuple, rebuild: bool):
+    """The index the workspace keeps for the table state ``fingerprint``, once a spread of its
+    rows has been fetched and found to quantise to its codes; else built from the table and saved
+    for the next process (not after a StaleIndex: ``rebuild``). Under the store's build lock, so
+    that of two processes or sessions wanting it, the second reads what the first saved."""
+    source_column = scan.source_column(column)
+    stored = _stored_key(source, fingerprint, source_column)
+    if stored is None:
+        return _read_index(connection, scan, source_column, rows=fingerprint[-1]), "built"
+    store, key = stored
+    with store.building(key):
+        try:
+            store.recover()  # what writers killed mid-save left
+        except OSError:
+            pass
+        if not rebuild:
+            try:
+                index = store.load(key, fingerprint)
+                spread = np.unique(np.linspace(0, len(index) - 1, STALE_CHECK_ROWS).astype(np.int64))
+                _check_still_matches(index, _fetch(connection, scan, index, spread).column(column), spread, column)
+                return index, "workspace"
+            except (UnusableIndex, StaleIndex, OSError):
+                pass  # missing, damaged, stale or unreadable: never trusted, built again below
+        index = _read_index(connection, scan, source_column, rows=fingerprint[-1])
+        # Saved only if the table did not change while it was read (another thread of this
+        # process may write it meanwhile): an index saved is the table's at ``fingerprint``.
+        if len(index) and _fingerprint(connection, scan) == fingerprint:
+            try:
+                store.save(key, fingerprint, index)
+            except (OSError, ThanoSQLError):
+                pass  # a full disk or a read-only workspace: this search answers all the same
+        return index, "built"
+
+
+def _stored_key(source: Source, fingerprint: tuple, source_column: str) -> tuple[IndexStore, IndexKey] | None:
+    """Where the workspace keeps the index of the fingerprinted table, or None when it keeps none:
+    only a table of the workspace database itself (DuckDB names it after the file) is kept, not
+    one of an attached database or a temporary one, whose changes the fingerprint cannot see."""
+    path = getattr(source.database, "path", None)
+    tables = fingerprint[0]
+    if path is None or len(tables) != 1 or tables[0][0] != Path(path).stem:
+        return None
+    return IndexStore(Path(path).parent), IndexKey(tuple(tables[0]), source_column.lower())
 
 
 def _fingerprint(connection, scan: TableScan) -> tuple:
     """What changes when the scan's table is written: its row count and its storage layout
     (DuckDB stores an inserted row, and an updated list or array row, as a new row in a new or
-    longer segment; a table made again is written to other blocks). Not the catalog's oid: DuckDB
+    longer segment; a table made again is written to other blocks), with each segment's min/max
+    statistics (a table made again in the same blocks has other values). Not the catalog's oid: DuckDB
     numbers tables afresh each time it opens the file, and the file is opened for each statement.
     About 0.15 s at a million rows of 512 values, paid only after a write. Raises _Fallback for
     anything but a stored table (a view, a registered frame, a file read by name): only stored
-    tables have stable rows."""
+    tables have stable rows.
+
+    ``((database, schema, table) of each table the name matches, layout digest, row count)``: plain
+    values, the same in every process, so that stored.py keeps it in an index's manifest."""
     table = scan.node["from_table"]
     parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
     qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
     try:
         identity = connection.execute(
-            "SELECT (SELECT list(table_oid ORDER BY table_oid) FROM duckdb_tables() "
+            "SELECT (SELECT list([database_name, schema_name, table_name] ORDER BY table_oid) FROM duckdb_tables() "
             "        WHERE lower(table_name) = lower($1) AND ($2 = '' OR lower(schema_name) = lower($2)) "
             "        AND ($3 = '' OR lower(database_name) = lower($3))), "
             "       (SELECT list(hash(column_name, column_path, row_group_id, segment_type, start, count, "
-            "                         has_updates, block_id, block_offset) "
+            "                         has_updates, block_id, block_offset, stats) "
             "                    ORDER BY column_id, column_path, row_group_id, segment_id) "
             "        FROM pragma_storage_info($4))",
             [parts[2], parts[1], parts[0], qualified],
@@ -214,7 +272,9 @@ def _fingerprint(connection, scan: TableScan) -> tuple:
         raise _Fallback(str(exc)) from exc
     if not identity[0]:
         raise _Fallback("not a stored table")
-    return (len(identity[0]), hash(tuple(identity[1] or ())), _row_count(connection, scan))
+    layout = hashlib.sha256(json.dumps(identity[1] or []).encode()).hexdigest()
+    tables = tuple(tuple(names) for names in identity[0])
+    return (tables, layout, _row_count(connection, scan))
 
 
 def _run(connection, sql: str) -> pa.Table:

@@ -5,6 +5,7 @@ build_index reads one from batches of (rowid, embedding). No DuckDB: rows come i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -56,6 +57,27 @@ class CompactIndex:
 
     def __len__(self) -> int:
         return len(self.rowids)
+
+    def pack_in_background(self) -> threading.Thread | None:
+        """Pack a large index's codes (kernels.PackedCodes) on a thread of its own; queries run
+        the unpacked kernels until the packed codes are ready, then those. For an index read back
+        from the workspace (stored.py), whose first query should not wait for the packing (about
+        3 s per million rows of 512 values). Returns the thread, or None where nothing is packed."""
+        if self.packed is not None or self.codes.nbytes < PACK_MIN_BYTES:
+            return None
+
+        def pack() -> None:
+            try:
+                packed = PackedCodes.pack(self.codes)
+            except (RuntimeError, NotImplementedError):
+                return  # fbgemm failed here: the unpacked kernels go on
+            # One attribute store: a query reads self.packed once, so it sees old or new.
+            self.packed = packed
+
+        # Not a daemon: the interpreter waits for it at exit rather than stop torch midway.
+        thread = threading.Thread(target=pack, name="thanosql-pack")
+        thread.start()
+        return thread
 
     @property
     def nbytes(self) -> int:

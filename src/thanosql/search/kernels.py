@@ -9,6 +9,7 @@ torch is imported inside the functions only.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -271,6 +272,9 @@ class PackedCodes:
         return out, grid_error + kernel_error + FLOAT32_ALLOWANCE, 0.0
 
 
+_PACKING = threading.RLock()
+
+
 class Packing:
     """Packs an index's codes while they are filled in: each chunk of ``chunk_rows`` rows as soon
     as ``rows_ready`` says it is complete, on ``threads`` background threads (packing releases
@@ -285,8 +289,16 @@ class Packing:
 
     def __init__(self, codes: np.ndarray, chunk_rows: int, query_levels: int, threads: int = 1) -> None:
         self.codes, self.chunk_rows, self.query_levels = codes, chunk_rows, query_levels
-        self.engine = _fbgemm_engine()
-        self.torch = self.engine.__enter__()
+        # One packing at a time in a process: each sets torch's quantized engine (a global) and
+        # puts the previous one back, which two packings interleaved (an index packed in the
+        # background while another is built) would undo under each other.
+        _PACKING.acquire()
+        try:
+            self.engine = _fbgemm_engine()
+            self.torch = self.engine.__enter__()
+        except BaseException:
+            _PACKING.release()
+            raise
         self.pool = ThreadPoolExecutor(max(1, threads))
         self.jobs: list = []
         self.submitted = 0
@@ -319,7 +331,10 @@ class Packing:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=cancel)
             self.pool = None
-            self.engine.__exit__(None, None, None)
+            try:
+                self.engine.__exit__(None, None, None)
+            finally:
+                _PACKING.release()
 
 
 def _packed_query(unit: np.ndarray, query_levels: int) -> tuple[np.ndarray, float, int, float]:

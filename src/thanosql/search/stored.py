@@ -1,0 +1,205 @@
+"""Search indexes kept in the workspace (``thanosql-index/``), shared by every process: a
+CompactIndex's arrays as ``.npy`` files beside a JSON manifest, put in place atomically through
+stores.FolderStore and read back memory-mapped. An index is read back only for the table state
+it was built for (the fingerprint in its manifest) and only when every file is whole; anything
+else is ``UnusableIndex``, and the caller builds the index again.
+
+>>> store = IndexStore(workspace)  # doctest: +SKIP
+>>> key = IndexKey(("thanosql", "main", "t"), "emb")  # doctest: +SKIP
+>>> store.save(key, fingerprint, index)  # doctest: +SKIP
+>>> store.load(key, fingerprint)  # the same index, or UnusableIndex  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from ..stores import FolderStore, _lock
+from .codes import Quantised
+from .index import CompactIndex
+
+# The folder beside the database that holds the indexes, one folder each.
+INDEX_FOLDER = "thanosql-index"
+MANIFEST_FILE = "manifest.json"
+# Bump when what an index holds, or how a row quantises (codes.py), changes: an index of another
+# format is never read.
+FORMAT_VERSION = 1
+# The arrays of an index, a .npy file each: the table's rowids and the two int8 levels.
+ARRAYS = ("rowids", *Quantised.FIELDS)
+# Files up to this size are checksummed whole (about 40 ms per 64 MB); larger ones on the header
+# and SAMPLE_BLOCKS blocks spread over the file, so that reading an index back stays far cheaper
+# than building it. Their size is checked whole, and the engine re-quantises rows it fetches.
+WHOLE_CHECKSUM_BYTES = 64 * 2**20
+SAMPLE_BLOCKS = 1024
+SAMPLE_BLOCK_BYTES = 4096
+
+
+class UnusableIndex(Exception):
+    """A stored index that must not be used (missing, stale, damaged): build it again."""
+
+
+@dataclass(frozen=True)
+class IndexKey:
+    """Which index: a stored table as DuckDB names it (database, schema, table) and a column."""
+
+    table: tuple[str, ...]
+    column: str
+
+    @property
+    def folder_name(self) -> str:
+        """``<table>_<column>.<digest>``: readable, and distinct for every (table, column)."""
+        digest = hashlib.sha256(json.dumps([list(self.table), self.column]).encode()).hexdigest()[:16]
+        readable = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{self.table[-1]}.{self.column}")[:80]
+        return f"{readable.strip('_') or 'index'}.{digest}"
+
+
+class IndexStore:
+    """The indexes of one workspace, by IndexKey (see the package docstring for the design)."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.folders = FolderStore(Path(workspace) / INDEX_FOLDER, "search index")
+
+    @contextmanager
+    def building(self, key: IndexKey) -> Iterator[None]:
+        """Held while an index is looked for and, if unusable, built and saved: a second process
+        (or session) wanting the same index waits, then reads the first one's."""
+        root = self.folders.root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            handle = _lock(root / f".{key.folder_name}.building", exclusive=True)
+        except OSError:
+            handle = None  # a read-only workspace: nothing will be saved either
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def load(self, key: IndexKey, fingerprint: tuple) -> CompactIndex:
+        """The stored index of ``key`` built for the table state ``fingerprint``, its arrays
+        memory-mapped (copy-on-write, so kernels may take them as writable); else UnusableIndex
+        saying why."""
+        folder = self.folders.root / key.folder_name
+        with self.folders.reading():
+            manifest = _read_manifest(folder)
+            expected = {
+                "format": FORMAT_VERSION,
+                "table": _as_json(key.table),
+                "column": key.column,
+                "duckdb": duckdb.__version__,
+                "fingerprint": _as_json(fingerprint),
+            }
+            for field, value in expected.items():
+                if manifest.get(field) != value:
+                    raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
+            arrays = {name: _read_array(folder, name, manifest) for name in ARRAYS}
+        rows, dim = manifest.get("rows"), manifest.get("dim")
+        for name, array in arrays.items():
+            shape = (rows, dim) if array.ndim == 2 else (rows,)
+            if array.shape != shape:
+                raise UnusableIndex(f"{name} has shape {array.shape}, not {shape}")
+        rowids = arrays.pop("rowids")
+        # fbgemm's packed form cannot be saved: a large index is packed again, in the background
+        # (about 3 s per million rows of 512 values), and its first queries run unpacked.
+        index = CompactIndex(rowids, Quantised(**arrays), pack=False)
+        index.pack_in_background()
+        return index
+
+    def save(self, key: IndexKey, fingerprint: tuple, index: CompactIndex) -> None:
+        """Store ``index`` of ``key``, built for the table state ``fingerprint``, replacing any
+        index of ``key`` atomically (readers see the old one or the new one, whole)."""
+        name = key.folder_name
+        with self.folders.staging(name) as folder:
+            described = {}
+            for array_name in ARRAYS:
+                array = index.rowids if array_name == "rowids" else getattr(index.levels, array_name)
+                path = folder / f"{array_name}.npy"
+                # Not fsynced: a file a power loss cut short fails its size or checksum on load.
+                with open(path, "wb") as handle:
+                    np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+                described[array_name] = {
+                    "dtype": array.dtype.str,
+                    "bytes": path.stat().st_size,
+                    "sha256": _digest(path),
+                }
+            manifest = {
+                "format": FORMAT_VERSION,
+                "table": _as_json(key.table),
+                "column": key.column,
+                "duckdb": duckdb.__version__,
+                "fingerprint": _as_json(fingerprint),
+                "rows": len(index),
+                "dim": index.dim,
+                "arrays": described,
+            }
+            # The manifest last: a folder without one is never read (and never put in place).
+            (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+            self.folders.put(folder, name)
+
+    def recover(self) -> list[str]:
+        """Remove what killed writers left (FolderStore.recover)."""
+        return self.folders.recover()
+
+
+def _as_json(value):
+    """``value`` as JSON gives it back (tuples become lists), to compare with a manifest."""
+    return json.loads(json.dumps(value))
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise UnusableIndex("no stored index") from exc
+    except (OSError, ValueError) as exc:
+        raise UnusableIndex(f"unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("arrays"), dict):
+        raise UnusableIndex("the manifest is not an index's")
+    return manifest
+
+
+def _read_array(folder: Path, name: str, manifest: dict) -> np.ndarray:
+    """Array ``name``, memory-mapped, once its size, checksum and type match the manifest."""
+    described = manifest["arrays"].get(name)
+    path = folder / f"{name}.npy"
+    if not isinstance(described, dict):
+        raise UnusableIndex(f"the manifest does not describe {name}")
+    try:
+        size = path.stat().st_size
+        if size != described.get("bytes"):
+            raise UnusableIndex(f"{name}.npy has {size} bytes, not {described.get('bytes')}")
+        if _digest(path) != described.get("sha256"):
+            raise UnusableIndex(f"{name}.npy does not match its checksum")
+        # Copy-on-write: torch takes the arrays without a copy or a read-only warning.
+        array = np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise UnusableIndex(f"{name}.npy cannot be read: {exc}") from exc
+    if array.dtype.str != described.get("dtype"):
+        raise UnusableIndex(f"{name}.npy holds {array.dtype.str}, not {described.get('dtype')}")
+    return array
+
+
+def _digest(path: Path) -> str:
+    """sha256 of the file, whole up to WHOLE_CHECKSUM_BYTES; of its header and SAMPLE_BLOCKS
+    evenly spread blocks (the last one included) beyond."""
+    hasher = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size <= WHOLE_CHECKSUM_BYTES:
+            for block in iter(lambda: handle.read(2**20), b""):
+                hasher.update(block)
+            return hasher.hexdigest()
+        last = size - SAMPLE_BLOCK_BYTES
+        for offset in np.linspace(0, last, SAMPLE_BLOCKS).astype(np.int64):
+            handle.seek(int(offset))
+            hasher.update(handle.read(SAMPLE_BLOCK_BYTES))
+    return "sampled:" + hasher.hexdigest()
