@@ -33,7 +33,9 @@ def pictures(tmp_path_factory):
     folder = tmp_path_factory.mktemp("by_embedding")
     save_tiny_checkpoint(folder, seed=3)
     paths = make_images(folder / "pics", PICTURES, seed=3)
-    with thanosql.connect(folder, offline=True, progress=False, notify=lambda _: None) as session:
+    # reuse_bytes=0: a CONVERT of one image embeds it alone, as a search by that image does (a kept
+    # embedding from the table's CONVERT, made in a batch, differs in float32 rounding).
+    with thanosql.connect(folder, offline=True, progress=False, reuse_bytes=0, notify=lambda _: None) as session:
         session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
         rows = ", ".join(f"('pics/{path.name}', {n})" for n, path in enumerate(paths))
         session.execute(f"CREATE TABLE pics AS SELECT * FROM (VALUES {rows}) v(image_path, n)")
