@@ -10,6 +10,9 @@ import os
 import time
 from contextlib import contextmanager
 
+# The unit of /proc/stat's counters.
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
 
 def available_cores() -> int:
     """The cores this process may run on: its CPU affinity (``taskset``, container cpusets) and a
@@ -103,9 +106,6 @@ def training_threads(meter: LoadMeter | None = None, sample_s: float = 0.2) -> i
     free = meter.free_cores() if meter is not None else idle_cores(sample_s)
     cores = available_cores()
     return max(1, min(cores, int(free + 0.5)))
-
-
-_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _busy_ticks() -> int | None:

@@ -9,21 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DatasetError, ModelError, PlanError, choices_hint
+from ..options import CLIP_TRAINING, SIMCLR_TRAINING
 
 # Options of BUILD MODEL that apply to one family only.
-SIMCLR_ONLY = (
-    "input_size",
-    "color",
-    "stem",
-    "temperature",
-    "min_scale",
-    "horizontal_flip",
-    "vertical_flip",
-    "rotation",
-    "color_jitter",
-    "blur",
-)
-CLIP_ONLY = ("text_col", "arch")
+SIMCLR_ONLY = tuple(name for name in SIMCLR_TRAINING if name not in CLIP_TRAINING)
+CLIP_ONLY = tuple(name for name in CLIP_TRAINING if name not in SIMCLR_TRAINING)
 PRETRAINED_FILE_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
@@ -72,7 +62,7 @@ def _check_room(session, parameters: int, node) -> None:
 
 
 def _build_simclr(session, step) -> None:
-    from ..models import resolve_device, simclr
+    from ..models import simclr
 
     node, options, spans = step.statement, step.options, step.spans
     paths = _image_paths(session, step, options["image_col"])
@@ -84,51 +74,38 @@ def _build_simclr(session, step) -> None:
         weights = _imagenet_weights(session, options["pretrained"], spans.get("pretrained", node.span))
         backbone = simclr.build_backbone("imagenet")
         simclr.load_imagenet_weights(backbone, weights)
-    dataset = _training_images(
-        session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
-    )
-    _check_room(session, simclr.PARAMETERS, node)
-    device = resolve_device(session.settings.device)
-    backbone, head, report = simclr.train(
-        dataset,
-        config,
-        device=device,
-        backbone=backbone,
-        num_workers=options["num_workers"],
-        progress=session.progress,
-    )
-    simclr.store_simclr_model(
-        session.models,
-        node.name,
-        backbone,
-        head,
-        config,
-        source=f"BUILD MODEL USING SimCLR AS {step.source}",
-        overwrite=options["overwrite"],
-        span=node.span,
-    )
-    session.notify(_simclr_summary(node.name, config, len(paths), report))
+    _train_simclr(session, step, paths, config, backbone, None, f"BUILD MODEL USING SimCLR AS {step.source}", {})
     return None
 
 
 def _fit_simclr(session, step, info) -> None:
-    from ..models import resolve_device, simclr
+    from ..models import simclr
 
-    node, options = step.statement, step.options
+    options = step.options
     _refuse(step, CLIP_ONLY, "a SimCLR model")
     _keep_architecture(step, info, simclr.ARCHITECTURE_OPTIONS)
     backbone, head, stored = simclr.read_simclr_model(info)
     config = simclr.fit_config(stored, options)
     paths = _image_paths(session, step, options["image_col"])
+    source = f"FIT MODEL USING {info.name} AS {step.source}"
+    _train_simclr(session, step, paths, config, backbone, head, source, {"fitted_from": info.name})
+    return None
+
+
+def _train_simclr(session, step, paths, config, backbone, head, source: str, extra: dict) -> None:
+    """Train SimCLR ``config`` on ``paths`` (from ``backbone``/``head`` where given), store the model
+    as the statement names it, and print the summary: what BUILD and FIT MODEL share."""
+    from ..models import resolve_device, simclr
+
+    node, options = step.statement, step.options
     dataset = _training_images(
         session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
     )
     _check_room(session, simclr.PARAMETERS, node)
-    device = resolve_device(session.settings.device)
     backbone, head, report = simclr.train(
         dataset,
         config,
-        device=device,
+        device=resolve_device(session.settings.device),
         backbone=backbone,
         head=head,
         num_workers=options["num_workers"],
@@ -140,13 +117,12 @@ def _fit_simclr(session, step, info) -> None:
         backbone,
         head,
         config,
-        source=f"FIT MODEL USING {info.name} AS {step.source}",
+        source=source,
         overwrite=options["overwrite"],
         span=node.span,
-        extra_options={"fitted_from": info.name},
+        extra_options=extra,
     )
     session.notify(_simclr_summary(node.name, config, len(paths), report))
-    return None
 
 
 def _imagenet_weights(session, pretrained, span) -> Path:
