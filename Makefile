@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[ml,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[ml,test,ray]'
 	touch $@
 
 test: setup

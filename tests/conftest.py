@@ -16,6 +16,8 @@ def workspace(tmp_path, monkeypatch):
         "THANOSQL_DATASETS_MANIFEST",
         "THANOSQL_DEVICE",
         "THANOSQL_REUSE_BYTES",
+        "THANOSQL_ENGINE",
+        "THANOSQL_RAY_ACTORS",
     ):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "workspace"

@@ -137,6 +137,9 @@ class ThanoSQLMagic(Magics, Configurable):
     sql_dialect = Unicode(
         None, allow_none=True, help="Dialect of plain SQL: 'duckdb' (as written) or e.g. 'postgres' (sqlglot)."
     ).tag(config=True)
+    engine = Unicode(
+        None, allow_none=True, help="Where CONVERT, BUILD and FIT MODEL run: 'local' or 'ray' (a Ray cluster)."
+    ).tag(config=True)
 
     def __init__(self, shell=None, **kwargs) -> None:
         Configurable.__init__(self, config=shell.config if shell else None)
@@ -146,15 +149,18 @@ class ThanoSQLMagic(Magics, Configurable):
     @property
     def session(self) -> Session:
         if self._session is None:
-            dialect = {"sql_dialect": self.sql_dialect} if self.sql_dialect is not None else {}
-            self._session = connect(self.workspace, notify=self._show, thumbnail_size=self.thumbnail_size, **dialect)
+            traits = {
+                name: getattr(self, name) for name in ("sql_dialect", "engine") if getattr(self, name) is not None
+            }
+            self._session = connect(self.workspace, notify=self._show, thumbnail_size=self.thumbnail_size, **traits)
         return self._session
 
-    @observe("sql_dialect")
-    def _dialect_changed(self, change) -> None:
-        # %config ThanoSQLMagic.sql_dialect = 'postgres' applies to the open session at once.
+    @observe("sql_dialect", "engine")
+    def _setting_changed(self, change) -> None:
+        # %config ThanoSQLMagic.sql_dialect = 'postgres' (or .engine = 'ray') applies to the open
+        # session at once.
         if self._session is not None:
-            self._session.configure(sql_dialect=change["new"])
+            self._session.configure(**{change["name"]: change["new"]})
 
     @staticmethod
     def _show(obj: Any) -> None:

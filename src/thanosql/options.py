@@ -96,6 +96,11 @@ def _shown(number: float) -> str:
     return f"{number:g}".replace("e-0", "e-")
 
 
+# Where CONVERT, BUILD MODEL and FIT MODEL run (engines.py); None leaves it to the engine setting.
+ENGINES = ("local", "ray")
+ENGINE = OptionSpec((str,), None, ENGINES, "where it runs: this process, or a Ray cluster; default: the engine setting")
+
+
 # SimCLR training options (BUILD MODEL ... USING SimCLR, FIT MODEL on a SimCLR model). Defaults of
 # None are chosen from the data (models/simclr.py says how and why; tests/test_quality.py measures).
 SIMCLR_TRAINING = {
@@ -126,6 +131,7 @@ SIMCLR_TRAINING = {
     "color_jitter": _bool(True, doc="random brightness, contrast (and colour) changes"),
     "blur": _bool(False, doc="random Gaussian blur"),
     "num_workers": _int(None, doc="augmenting processes; default: none on 2 cores or fewer", minimum=0, maximum=64),
+    "engine": ENGINE,
 }
 
 # CLIP training options (BUILD MODEL ... USING CLIP on image-caption pairs).
@@ -148,6 +154,7 @@ CLIP_TRAINING = {
     "overwrite": _bool(False, doc="replace a model of that name"),
     "seed": _int(0, doc="seed of the random weights, crops and order: the same seed, the same model"),
     "num_workers": _int(None, doc="image-reading processes; default: none", minimum=0, maximum=64),
+    "engine": ENGINE,
 }
 
 # FIT MODEL takes the options of the model's family; those not given keep the stored model's value.
@@ -204,6 +211,7 @@ CONVERT = {
     "table_name": _str(None, doc="legacy: write the result into this table"),
     "on_error": _str("raise", choices=("raise", "null"), doc="unreadable image: fail, or NULL"),
     "num_workers": _int(None, doc="image decoding processes; default: from the CPU count", minimum=0),
+    "engine": ENGINE,
 }
 
 SEARCH = {

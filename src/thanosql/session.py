@@ -47,6 +47,7 @@ from .caches import Caches
 from .database import Database
 from .disk import disk_error, is_disk_full
 from .duckdb_errors import execution_error, located, positions, with_position
+from .engines import checked_engine
 from .errors import ExecutionError, Interrupted, PlanError, ThanoSQLError
 from .parser import parse
 from .planner import Step, plan
@@ -83,6 +84,8 @@ class Settings:
     sql_dialect: str = "duckdb"
     # Bytes of embeddings CONVERT keeps for reuse (reuse.py); 0 keeps none.
     reuse_bytes: int = 2 << 30
+    # Where CONVERT, BUILD MODEL and FIT MODEL run: 'local' (this process) or 'ray' (engines.py).
+    engine: str = "local"
 
     @classmethod
     def from_env(cls, workspace: str | os.PathLike | None = None, **overrides: Any) -> Settings:
@@ -124,6 +127,7 @@ class Settings:
             )
         overrides["reuse_bytes"] = reuse_bytes
         overrides["sql_dialect"] = checked_dialect(overrides.get("sql_dialect") or env.get("THANOSQL_SQL_DIALECT"))
+        overrides["engine"] = checked_engine(overrides.get("engine") or env.get("THANOSQL_ENGINE"))
         if device not in ("auto", "cpu", "cuda"):
             raise ThanoSQLError(f"unknown device {device!r}", hint="valid devices: auto, cpu, cuda")
         unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
@@ -475,6 +479,8 @@ class Session:
         when that succeeded (a failed switch leaves it where it was)."""
         if "sql_dialect" in changes:
             changes["sql_dialect"] = checked_dialect(changes["sql_dialect"])
+        if "engine" in changes:
+            changes["engine"] = checked_engine(changes["engine"])
         settings = replace(self.settings, **changes)
         if settings.workspace != self.settings.workspace or settings.lock_timeout != self.settings.lock_timeout:
             database = self._open_workspace(settings)

@@ -23,6 +23,7 @@ def convert(session, step) -> pa.Table:
     # convert_type is required in the docs; a statement that names only text_col means text.
     if "convert_type" not in given and "text_col" in given and "image_col" not in given:
         kind = "text"
+    actors = _ray_actors(session, options)  # before the model loads: a missing Ray fails at once
     adapter = session.model(node.model, span=node.span)
     check_input(adapter, kind, span=spans.get("convert_type", node.span))
     rows = session.query(step.source, node)
@@ -37,7 +38,7 @@ def convert(session, step) -> pa.Table:
     values = rows.column(column).to_pylist()
     present = [index for index, value in enumerate(values) if value is not None]
     inputs = INPUTS[kind](session, values, present, column, spans.get(option_name, node.span))
-    embeddings = _embed(session, adapter, kind, inputs, values, present, options, node)
+    embeddings = _embed(session, adapter, kind, inputs, values, present, options, node, actors)
     embeddings = _checked(embeddings, len(present), adapter)
     result = _with_column(rows, options["result_col"], embeddings, present, adapter.embedding_dim)
     if options.get("table_name"):
@@ -67,16 +68,16 @@ INPUTS = {"image": _image_paths, "text": _texts}
 COLUMN_OPTIONS = {"image": "image_col", "text": "text_col"}
 
 
-def _embed(session, adapter, kind, inputs, values, present, options, node) -> np.ndarray:
+def _embed(session, adapter, kind, inputs, values, present, options, node, actors) -> np.ndarray:
     """The embeddings of ``inputs``: images embedded by an earlier CONVERT with these weights are
     reused (reuse.py), the rest computed by the adapter. An input it cannot read is a DatasetError
-    naming its row (or, with on_error='null', a NULL and a notice)."""
-    reuse = Reuse.of(session, adapter) if kind == "image" and session.settings.reuse_bytes else None
+    naming its row (or, with on_error='null', a NULL and a notice). ``actors``: embed on Ray."""
+    reuse = Reuse.of(session, adapter, actors) if kind == "image" and session.settings.reuse_bytes else None
     found = reuse.find(inputs) if reuse is not None else None
     kept = found.kept if found is not None else set()
     todo = [at for at in range(len(inputs)) if at not in kept]
     computed = _compute(
-        session, adapter, kind, [inputs[at] for at in todo], values, [present[at] for at in todo], options, node
+        session, adapter, kind, [inputs[at] for at in todo], values, [present[at] for at in todo], options, node, actors
     )
     if not kept:
         embeddings = computed
@@ -94,23 +95,36 @@ def _embed(session, adapter, kind, inputs, values, present, options, node) -> np
     return embeddings
 
 
+def _ray_actors(session, options):
+    """The actor pool that embeds on Ray (engine='ray', ray_convert.py), or None to embed here."""
+    from ..engines import engine_of
+
+    if engine_of(session, options) != "ray":
+        return None
+    from ..engines import ray_cluster
+    from ..ray_convert import actor_pool
+
+    return actor_pool(ray_cluster(session.notify))
+
+
 class Reuse:
     """The kept embeddings of one CONVERT's images and model weights (reuse.py)."""
 
-    def __init__(self, session, adapter) -> None:
+    def __init__(self, session, adapter, actors=None) -> None:
         from ..reuse import weights_key
 
         info = adapter.info
         self.store = session.reuse
         self.model = info.name
-        device = getattr(adapter, "device", "cpu")
+        # Ray's actors may run the weights on another device than this process (GPU actors).
+        device = actors.device if actors is not None else getattr(adapter, "device", "cpu")
         self.key = weights_key(info.name, str(info.created), info.path / "model.json", device)
         self.identities = []
 
     @classmethod
-    def of(cls, session, adapter):
+    def of(cls, session, adapter, actors=None):
         try:
-            return cls(session, adapter)
+            return cls(session, adapter, actors)
         except OSError:  # the model's files moved under us: nothing is reused
             return None
 
@@ -127,29 +141,29 @@ class Reuse:
         self.store.add(self.model, self.key, [self.identities[todo[i]] for i in rows], computed[rows])
 
 
-def _compute(session, adapter, kind, inputs, values, present, options, node) -> np.ndarray:
-    """The adapter's embeddings of ``inputs`` (rows ``present`` of ``values``)."""
+def _compute(session, adapter, kind, inputs, values, present, options, node, actors=None) -> np.ndarray:
+    """The adapter's embeddings of ``inputs`` (rows ``present`` of ``values``), computed here or,
+    given ``actors``, on the Ray cluster (ray_convert.py)."""
     from ..models.images import ImageReadError
 
     if not inputs:
         return np.zeros((0, adapter.embedding_dim), np.float32)
     try:
-        embeddings = adapter.embed(
-            kind,
-            inputs,
-            batch_size=options.get("batch_size"),
-            num_workers=options.get("num_workers"),
-            progress=session.progress,
-            on_error=options["on_error"],
-        )
+        if actors is not None:
+            from ..ray_convert import embed_on_ray
+
+            embeddings = embed_on_ray(session, adapter, kind, inputs, options, actors)
+        else:
+            embeddings = adapter.embed(
+                kind,
+                inputs,
+                batch_size=options.get("batch_size"),
+                num_workers=options.get("num_workers"),
+                progress=session.progress,
+                on_error=options["on_error"],
+            )
     except ImageReadError as exc:
-        row = present[exc.index]
-        raise DatasetError(
-            f"cannot read image '{values[row]}' in row {row + 1} of {len(values)}: {exc.reason}",
-            span=node.span,
-            hint="relative paths start at the workspace folder; OPTIONS (on_error='null') gives "
-            "unreadable images a NULL embedding instead",
-        ) from exc
+        raise _read_error(exc, values, present[exc.index], node, on_ray=actors is not None) from exc
     failed = [present[i] for i in np.flatnonzero(np.isnan(embeddings).all(axis=1))] if len(inputs) else []
     if failed:
         shown = ", ".join(f"'{values[row]}'" for row in failed[:3]) + (", ..." if len(failed) > 3 else "")
@@ -158,6 +172,31 @@ def _compute(session, adapter, kind, inputs, values, present, options, node) -> 
             f"{len(failed)} of {len(inputs)} {noun} could not be read; their {options['result_col']} is NULL: {shown}"
         )
     return embeddings
+
+
+def _read_error(exc, values, row: int, node, on_ray: bool) -> DatasetError:
+    """The error of an image that could not be read: the same words on either engine, with what
+    Ray needs of paths where the Ray workers could not read it."""
+    where = f"image '{values[row]}' in row {row + 1} of {len(values)}"
+    hint = (
+        "relative paths start at the workspace folder; OPTIONS (on_error='null') gives unreadable images a NULL "
+        "embedding instead"
+    )
+    if getattr(exc, "seen_here", False):
+        return DatasetError(
+            f"a Ray worker cannot read {where} ({exc.reason}), though this process can",
+            span=node.span,
+            hint=RAY_PATHS_HINT,
+        )
+    if on_ray and exc.reason in ("file not found", "permission denied"):
+        hint += "; " + RAY_PATHS_HINT
+    return DatasetError(f"cannot read {where}: {exc.reason}", span=node.span, hint=hint)
+
+
+RAY_PATHS_HINT = (
+    "with engine='ray', image paths must be readable by the Ray workers: the same absolute path on every node "
+    "(a shared filesystem, such as NFS or a mounted bucket)"
+)
 
 
 def _checked(embeddings: np.ndarray, count: int, adapter) -> np.ndarray:

@@ -1,0 +1,161 @@
+"""engine='ray' on a real Ray cluster: one local Ray (loopback only, 2 CPUs) started once for the
+module and shared by its tests. CONVERT and BUILD MODEL on Ray give what the local engine gives;
+bad images, paths the workers cannot read and a missing Ray give clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import thanosql
+from thanosql import DatasetError, ThanoSQLError
+from tiny_clip import make_images, save_tiny_checkpoint
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Ray of 2 CPUs on 127.0.0.1, for every test of this module."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), seed=1)
+
+
+@pytest.fixture
+def tiny(session, checkpoint, cluster):
+    """Session with model 'tiny' uploaded and table pics(image_path, caption, n) of 12 images."""
+    shutil.copy(checkpoint, session.workspace / "tiny.pt")
+    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
+    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
+    make_images(session.workspace / "pics", 12, seed=3)
+    session.execute(
+        "CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
+        "i AS n FROM range(12) r(i)"
+    )
+    session.configure(reuse_bytes=0)  # every CONVERT embeds every image
+    return session
+
+
+def vectors(frame, column="convert_result"):
+    return np.stack(frame[column].to_numpy())
+
+
+def test_convert_on_ray_equals_the_local_engine(tiny):
+    query = "CONVERT USING tiny OPTIONS (batch_size=5{}) AS SELECT * FROM pics ORDER BY n"
+    local = tiny.execute(query.format(""))
+    on_ray = tiny.execute(query.format(", engine='ray'"))
+    assert list(on_ray.columns) == list(local.columns)
+    assert on_ray["n"].tolist() == list(range(12))
+    np.testing.assert_allclose(vectors(on_ray), vectors(local), atol=1e-5, rtol=0)
+
+
+def test_the_engine_setting_sends_convert_of_texts_to_ray(tiny):
+    query = "CONVERT USING tiny OPTIONS (convert_type='text', text_col='caption') AS SELECT * FROM pics ORDER BY n"
+    local = tiny.execute(query)
+    tiny.configure(engine="ray")
+    np.testing.assert_allclose(vectors(tiny.execute(query)), vectors(local), atol=1e-5, rtol=0)
+
+
+def test_convert_on_ray_writes_table_name_and_reuses_what_it_embedded(tiny, notices):
+    tiny.configure(reuse_bytes=1 << 20)
+    query = "CONVERT USING tiny OPTIONS (engine='ray', table_name='embedded') AS SELECT * FROM pics ORDER BY n"
+    first = tiny.execute(query)
+    again = tiny.execute(query)
+    assert any("reused the embeddings of 12 of 12 images" in str(n) for n in notices)
+    np.testing.assert_array_equal(vectors(again), vectors(first))
+    stored = tiny.execute("SELECT * FROM embedded ORDER BY n")
+    np.testing.assert_array_equal(vectors(stored), vectors(first))
+
+
+def test_a_bad_image_on_ray_names_its_row_as_locally(tiny):
+    (tiny.workspace / "pics" / "4.jpg").write_bytes(b"not a picture")
+    query = "CONVERT USING tiny OPTIONS (batch_size=3{}) AS SELECT * FROM pics ORDER BY n"
+    with pytest.raises(DatasetError) as local:
+        tiny.execute(query.format(""))
+    with pytest.raises(DatasetError) as on_ray:
+        tiny.execute(query.format(", engine='ray'"))
+    assert "row 5 of 12" in str(on_ray.value)
+    assert (on_ray.value.message, on_ray.value.hint) == (local.value.message, local.value.hint)
+
+
+def test_on_error_null_on_ray_gives_null_where_locally(tiny, notices):
+    (tiny.workspace / "pics" / "7.jpg").write_bytes(b"not a picture")
+    query = "CONVERT USING tiny OPTIONS (on_error='null'{}) AS SELECT * FROM pics ORDER BY n"
+    local = tiny.execute(query.format(""))
+    on_ray = tiny.execute(query.format(", engine='ray'"))
+    assert on_ray["convert_result"].isna().tolist() == [n == 7 for n in range(12)]
+    kept = [n for n in range(12) if n != 7]
+    np.testing.assert_allclose(vectors(on_ray.iloc[kept]), vectors(local.iloc[kept]), atol=1e-5, rtol=0)
+    assert sum("1 of 12 image could not be read" in str(n) for n in notices) == 2
+
+
+def test_a_missing_image_on_ray_says_paths_must_be_readable_by_the_workers(tiny):
+    (tiny.workspace / "pics" / "2.jpg").unlink()
+    with pytest.raises(DatasetError) as error:
+        tiny.execute("CONVERT USING tiny OPTIONS (engine='ray') AS SELECT * FROM pics ORDER BY n")
+    text = str(error.value)
+    assert "cannot read image 'pics/2.jpg' in row 3 of 12: file not found" in text
+    assert "readable by the Ray workers" in text
+
+
+def test_an_image_only_this_process_can_read_is_a_clear_error_on_ray(tiny):
+    # /proc/self/fd/N is this process's open file N: a path the Ray workers (other processes) cannot read.
+    with open(tiny.workspace / "pics" / "0.jpg", "rb") as handle:
+        fd = os.dup2(handle.fileno(), 987)
+        try:
+            tiny.execute(f"CREATE TABLE mine AS SELECT '/proc/self/fd/{fd}' AS image_path")
+            with pytest.raises(DatasetError) as error:
+                tiny.execute("CONVERT USING tiny OPTIONS (engine='ray') AS SELECT * FROM mine")
+        finally:
+            os.close(fd)
+    text = str(error.value)
+    assert f"a Ray worker cannot read image '/proc/self/fd/{fd}' in row 1 of 1" in text
+    assert "though this process can" in text and "shared filesystem" in text
+    assert "Traceback" not in text
+
+
+def test_an_unknown_engine_is_an_error_naming_the_engines(workspace):
+    with pytest.raises(ThanoSQLError, match="unknown engine 'spark'") as error:
+        thanosql.connect(workspace, engine="spark")
+    assert "local, ray" in str(error.value)
+
+
+def test_the_engine_setting_comes_from_thanosql_engine(workspace, monkeypatch):
+    monkeypatch.setenv("THANOSQL_ENGINE", "ray")
+    with thanosql.connect(workspace) as session:
+        assert session.settings.engine == "ray"
+
+
+def test_asking_for_ray_without_ray_installed_names_the_install_command(tmp_path):
+    # A child process in which `import ray` fails, as where the extra is not installed.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["ray"] = None
+        import thanosql
+        session = thanosql.connect({str(tmp_path)!r}, engine="ray", progress=False)
+        session.execute("CREATE TABLE t AS SELECT 'a.jpg' AS image_path")
+        try:
+            session.execute("CONVERT USING any_model AS SELECT * FROM t")
+        except thanosql.ThanoSQLError as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "engine 'ray' needs Ray, which is not installed here" in done.stdout, done.stderr
+    assert "pip install 'thanosql[ray]'" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
