@@ -198,10 +198,10 @@ class IndexCache:
 class Caches:
     """The caches of one session."""
 
-    def __init__(self) -> None:
+    def __init__(self, index_bytes: int = MAX_CACHED_INDEX_BYTES) -> None:
         self.models = ModelCache()
         self.queries = QueryEmbeddings()
-        self.indexes = IndexCache()
+        self.indexes = IndexCache(max_bytes=index_bytes)
         self.scans = LRU(MAX_CACHED_SCANS)
 
     def clear(self) -> None:

@@ -241,6 +241,18 @@ SEARCH = {
         range_message="top_k must be a positive number of rows, not {value}",
         range_hint="top_k=None keeps every row",
     ),
+    "recall": OptionSpec(
+        (float, int),
+        None,
+        None,
+        "the share of the exact top_k an approximate search must find, in (0, 1]; 1 = exact. Default: exact "
+        "below 2M rows of 512 values (2^30 values), 0.95 above",
+        minimum=0,
+        maximum=1,
+        above=True,
+        range_message="recall must be above 0 and at most 1, not {value}",
+        range_hint="recall=0.95 finds 95% of the exact top_k; recall=1 is the exact answer",
+    ),
     "table_name": _str(None, doc="legacy: write the result into this table"),
 }
 

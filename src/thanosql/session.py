@@ -84,6 +84,9 @@ class Settings:
     sql_dialect: str = "duckdb"
     # Bytes of embeddings CONVERT keeps for reuse (reuse.py); 0 keeps none.
     reuse_bytes: int = 2 << 30
+    # Bytes of memory search indexes may hold (search/engine.py): past it, exact search of a
+    # table reads it in batches instead of indexing it, and older indexes are dropped first.
+    search_memory: int = 4 << 30
     # Where CONVERT, BUILD MODEL and FIT MODEL run: 'local' (this process) or 'ray' (engines.py).
     engine: str = "local"
 
@@ -113,19 +116,18 @@ class Settings:
                 "lock_timeout must be a number of seconds, 0 or more",
                 hint="e.g. connect(lock_timeout=120) or THANOSQL_LOCK_TIMEOUT=120",
             )
-        reuse_bytes = overrides.pop("reuse_bytes", None)
-        if reuse_bytes is None:
-            reuse_bytes = env.get("THANOSQL_REUSE_BYTES") or Settings.reuse_bytes
-        try:
-            reuse_bytes = int(float(reuse_bytes))
-        except (TypeError, ValueError):
-            reuse_bytes = -1
-        if reuse_bytes < 0:
-            raise ThanoSQLError(
-                "reuse_bytes must be a number of bytes, 0 or more",
-                hint="e.g. connect(reuse_bytes=4e9) or THANOSQL_REUSE_BYTES=4e9; 0 keeps no embeddings for reuse",
-            )
-        overrides["reuse_bytes"] = reuse_bytes
+        overrides["reuse_bytes"] = _bytes_setting(
+            overrides.pop("reuse_bytes", None),
+            "reuse_bytes",
+            Settings.reuse_bytes,
+            "e.g. connect(reuse_bytes=4e9) or THANOSQL_REUSE_BYTES=4e9; 0 keeps no embeddings for reuse",
+        )
+        overrides["search_memory"] = _bytes_setting(
+            overrides.pop("search_memory", None),
+            "search_memory",
+            default_search_memory(),
+            "e.g. connect(search_memory=8e9) or THANOSQL_SEARCH_MEMORY=8e9",
+        )
         overrides["sql_dialect"] = checked_dialect(overrides.get("sql_dialect") or env.get("THANOSQL_SQL_DIALECT"))
         overrides["engine"] = checked_engine(overrides.get("engine") or env.get("THANOSQL_ENGINE"))
         if device not in ("auto", "cpu", "cuda"):
@@ -155,6 +157,27 @@ def checked_dialect(name: str | None) -> str:
     return check_dialect(name)
 
 
+def _bytes_setting(value: Any, name: str, default: int, hint: str) -> int:
+    """A setting given in bytes (argument, else THANOSQL_<NAME>, else ``default``), checked."""
+    if value is None:
+        value = os.environ.get(f"THANOSQL_{name.upper()}") or default
+    try:
+        value = int(float(value))
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise ThanoSQLError(f"{name} must be a number of bytes, 0 or more", hint=hint)
+    return value
+
+
+def default_search_memory() -> int:
+    """A third of the machine's memory (8 GB on a 24 GB machine); 4 GiB where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
+    except (ValueError, OSError, AttributeError):
+        return Settings.search_memory
+
+
 def _print_notice(obj: Any) -> None:
     print(obj if isinstance(obj, str) else repr(obj))
 
@@ -173,7 +196,7 @@ class Session:
         self.settings = settings
         self.notify = notify or _print_notice
         self.database = self._open_workspace(settings)
-        self.caches = Caches()
+        self.caches = Caches(index_bytes=settings.search_memory)
         # Per thread: the results of the running statement's nested steps, registered on each
         # connection that statement opens (never on another thread's).
         self._local = threading.local()

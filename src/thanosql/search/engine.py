@@ -21,6 +21,8 @@ import pyarrow as pa
 
 from ..caches import LRU, CachedIndex, IndexCache
 from ..errors import PlanError, Span, ThanoSQLError
+from . import approximate as approx
+from .approximate import ApproximateIndex, Setting, build_approximate
 from .codes import quantise
 from .exact import check_dimension, exact_scores, rank, to_matrix
 from .index import CompactIndex, StaleIndex, build_index
@@ -33,6 +35,17 @@ INDEX_BATCH_ROWS = 32768
 STALE_CHECK_ROWS = 128
 # Up to this many selected rows are scored exactly without screening (fetching them is cheap).
 SMALL_SELECTION = 4096
+# The exact line: below this many values (rows x dimension, 2M rows of 512) a search is exact by
+# default: a query reads n*d bytes of int8 codes, about 60 ms at the line on two cores, and
+# needs no calibration. At or above it, the default is approximate at approx.DEFAULT_RECALL.
+EXACT_LINE = 1 << 30
+# A WHERE keeping at most this many rows of an approximately searched table is answered exactly
+# over those rows (reading them costs less than probing most of the index for them).
+NARROW_SELECTION = 50_000
+# Rows re-read at the end of an indexed table to recognise that rows were only appended since.
+TAIL_ROWS = 131_072
+# Rows read for training and calibrating an approximate index.
+SAMPLE_ROWS_MAX = 200_000
 
 
 class _Fallback(Exception):
@@ -52,6 +65,11 @@ class Ranking:
     method: str
     candidates: int
     index_from: str = ""
+    # An approximate search ('approximate'): the recall promised and how it was kept.
+    recall: float | None = None
+    setting: Setting | None = None
+    # Why a search asked to be approximate ran exactly ('' when it did not).
+    exact_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ def search(
     top_k: int | None,
     keep_input_order: bool = False,
     span: Span | None = None,
+    recall: float | None = None,
 ) -> Ranking:
     """Rank the rows of ``sql`` by the cosine of ``column`` to ``query`` (d,).
 
@@ -100,6 +119,11 @@ def search(
     Source.of). ``top_k=None`` keeps every row. With ``keep_input_order`` the kept rows stay in
     input order (the inline era's contract). Raises PlanError for a column that holds no
     embeddings or embeddings of another dimension than ``query``.
+
+    ``recall``: 1 asks for the exact answer; below 1, an approximate search that finds that share
+    of the exact top k (approximate.py), where the table is a plain scan of a stored table and
+    top_k is calibrated; None (the default): exact below EXACT_LINE values, else
+    approx.DEFAULT_RECALL. ``Ranking.method`` says which ran, ``exact_because`` why not.
     """
     source = Source.of(source)
     query = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -107,14 +131,31 @@ def search(
         raise PlanError("the query embedding is zero or not a number: it has no direction to compare", span=span)
     if top_k is not None and top_k < 1:
         raise PlanError(f"top_k must be a positive number of rows, not {top_k}", span=span)
+    because = ""
     if top_k is not None:
         scan = _scan_of(source, sql)
         if scan is not None:
             try:
-                return _search_indexed(source, scan, column, query, top_k, keep_input_order, span)
+                if recall is None or recall < 1:
+                    found = _search_approximate(source, scan, sql, column, query, top_k, keep_input_order, span, recall)
+                    if isinstance(found, Ranking):
+                        return found
+                    because = found
+                if _over_budget(source, scan, len(query)):
+                    ranking = _search_streaming(source, scan, sql, column, query, top_k, keep_input_order, span)
+                else:
+                    ranking = _search_indexed(source, scan, column, query, top_k, keep_input_order, span)
+                ranking.exact_because = because
+                return ranking
             except _Fallback:
                 pass
-    return _search_direct(source, sql, column, query, top_k, keep_input_order, span)
+        elif recall is not None and recall < 1:
+            because = "the rows searched are not a plain scan of one stored table"
+    elif recall is not None and recall < 1:
+        because = "top_k=None keeps every row"
+    ranking = _search_direct(source, sql, column, query, top_k, keep_input_order, span)
+    ranking.exact_because = because
+    return ranking
 
 
 def _scan_of(source: Source, sql: str) -> TableScan | None:
@@ -343,22 +384,7 @@ def _with_missing_rows(index: CompactIndex, positions, candidates: np.ndarray, t
 def _fetch(connection, scan: TableScan, index: CompactIndex, positions: np.ndarray) -> pa.Table:
     """The scan's rows at ``positions`` (ascending), in that order, with the columns the scan
     selects. Raises StaleIndex if rows are missing or the table no longer has the index's count."""
-    wanted = index.rowids[positions]
-    sql = scan.query("fetch", connection)
-    connection.register(HITS_RELATION, pa.table({"rid": wanted}))
-    try:
-        rows = _run(connection, sql)
-    finally:
-        connection.unregister(HITS_RELATION)
-    counts = rows.column(COUNT_ALIAS)
-    count = counts[0].as_py() if len(counts) else _row_count(connection, scan)
-    if count != len(index):
-        raise StaleIndex("rows were added or removed")
-    rowids = rows.column(ROWID_ALIAS).to_numpy().astype(np.int64)
-    order = np.argsort(rowids, kind="stable")
-    if not np.array_equal(rowids[order], wanted):
-        raise StaleIndex("rows are missing or moved")
-    return rows.take(order).drop_columns([ROWID_ALIAS, COUNT_ALIAS])
+    return _fetch_rowids(connection, scan, index.rowids[positions], len(index))
 
 
 def _check_still_matches(index: CompactIndex, column, positions: np.ndarray, name: str) -> None:
@@ -381,3 +407,274 @@ def _check_still_matches(index: CompactIndex, column, positions: np.ndarray, nam
 def clear(source: Source) -> None:
     """Forget the indexes of ``source`` (a Source, or a session: see Source.of)."""
     Source.of(source).indexes.clear()
+
+
+def _search_approximate(source: Source, scan: TableScan, sql, column, query, top_k, keep_input_order, span, recall):
+    """The approximate answer (a Ranking), or why the search runs exactly instead (a str, '' when
+    the default chose exact). See approximate.py for the index and its calibration."""
+    with source.connect() as connection:
+        source.database.checkpoint(connection)
+        fingerprint = _fingerprint(connection, scan)
+        rows = fingerprint[-1]
+        if recall is None:
+            if rows * len(query) < EXACT_LINE:
+                return ""
+            recall = approx.DEFAULT_RECALL
+        if approx.calibrated_k(top_k) is None:
+            return f"top_k={top_k} is above the {approx.CALIBRATED_K[-1]} rows approximate search is calibrated for"
+        if rows < 4 * approx.CALIBRATED_K[-1]:
+            return f"the table has only {rows} rows"
+        for attempt in range(2):
+            try:
+                index, origin = _cached_approximate(source, connection, scan, column, fingerprint, attempt > 0)
+                check_dimension(index.dim, len(query), column, span, rows=rows)
+                setting = index.setting_for(recall, top_k)
+                if setting is None:
+                    return f"no probe count of the index was measured to keep recall {recall:g}"
+                allowed = None
+                if scan.has_filter:
+                    rowids = _run(connection, scan.query("mask", connection)).column(0).to_numpy().astype(np.int64)
+                    if len(rowids) <= max(NARROW_SELECTION, 4 * top_k):
+                        return "the WHERE keeps few enough rows to score them all"
+                    if rowids.max() > index.max_rowid:
+                        raise StaleIndex("rows outside the index")
+                    allowed = np.zeros(index.max_rowid + 1, dtype=bool)
+                    allowed[rowids] = True
+                unit = query / np.linalg.norm(query)
+                candidates = np.sort(index.candidates(unit, top_k, setting, allowed))
+                fetched = _fetch_rowids(connection, scan, candidates, rows)
+            except StaleIndex:
+                fingerprint = _fingerprint(connection, scan)
+                continue
+            matrix, present = to_matrix(fetched.column(column), column, span)
+            scores = exact_scores(matrix, present, query)
+            if int(np.isfinite(scores).sum()) < top_k:
+                return "the index found fewer than top_k rows the WHERE keeps"
+            order = rank(scores, top_k, keep_input_order)
+            return Ranking(
+                fetched.take(order),
+                scores[order],
+                "approximate",
+                len(candidates),
+                origin,
+                recall=recall,
+                setting=setting,
+            )
+    raise _Fallback("the table changes under the index")
+
+
+def _cached_approximate(source: Source, connection, scan: TableScan, column: str, fingerprint: tuple, rebuild: bool):
+    """The approximate index of the scan's table at ``fingerprint`` and where it came from
+    ('memory', 'workspace', 'appended', 'built'): this process's, if it is the table's current
+    one; else the workspace's, brought up to date when rows were only appended since; else built
+    from the table (and saved). Under the same locks as the exact index (see _cached_index)."""
+    cache = source.indexes
+    source_column = scan.source_column(column)
+    key = (scan.key, source_column.lower(), "approximate")
+    with cache.building(key):
+        entry = cache.get(key)
+        if entry is not None and not rebuild and entry.fingerprint == fingerprint:
+            return entry.index, "memory"
+        cache.drop(key)
+        stored = _stored_key(source, fingerprint, source_column)
+        if stored is None:
+            index = _build_approximate(connection, scan, source_column, fingerprint[-1])
+            cache.put(key, CachedIndex(index, None, fingerprint))
+            return index, "built"
+        store, exact_key = stored
+        store_key = IndexKey(exact_key.table, exact_key.column, "approximate")
+        with store.building(store_key):
+            try:
+                store.recover()
+            except OSError:
+                pass
+            index, origin = None, "built"
+            if not rebuild:
+                try:
+                    index, manifest = store.load_approximate(store_key, None)
+                    if manifest["fingerprint"] == _as_plain(fingerprint):
+                        origin = "workspace"
+                    else:
+                        index = _appended(connection, scan, source_column, index, manifest, fingerprint)
+                        origin = "appended"
+                        _save_approximate(
+                            connection, store, store_key, scan, source_column, fingerprint, index, manifest
+                        )
+                except (UnusableIndex, StaleIndex, OSError):
+                    index = None
+            if index is None:
+                index = _build_approximate(connection, scan, source_column, fingerprint[-1])
+                if _fingerprint(connection, scan) == fingerprint:
+                    _save_approximate(connection, store, store_key, scan, source_column, fingerprint, index, None)
+                    try:  # the saved copy, memory-mapped: the pages the kernel may drop
+                        index = store.load_approximate(store_key, fingerprint)[0]
+                    except (UnusableIndex, OSError):
+                        pass
+            cache.put(key, CachedIndex(index, None, fingerprint))
+            return index, origin
+
+
+def _as_plain(value):
+    return json.loads(json.dumps(value))
+
+
+def _save_approximate(connection, store, key, scan, source_column, fingerprint, index, kept) -> None:
+    try:
+        tail = _tail_digest(connection, scan, source_column, index.max_rowid)
+        store.save_approximate(key, fingerprint, index, [_row_groups(connection, scan), tail], kept)
+    except (OSError, ThanoSQLError):
+        pass  # a full disk or a read-only workspace: this search answers all the same
+
+
+def _appended(connection, scan, source_column, index: ApproximateIndex, manifest: dict, fingerprint: tuple):
+    """``index`` (the workspace's, of an earlier state of the table) with the rows appended since
+    added as a delta; StaleIndex unless the table only had rows appended: the row groups it had
+    are unchanged but the last (which appends fill), whose rows are read again and compared,
+    and the rows after the index's last rowid are all that is new."""
+    groups, tail = manifest["groups"]
+    now = _row_groups(connection, scan)
+    rows = fingerprint[-1]
+    if rows <= index.rows or len(now) < len(groups) or now[: len(groups) - 1] != groups[:-1]:
+        raise StaleIndex("not an append")
+    if _tail_digest(connection, scan, source_column, index.max_rowid) != tail:
+        raise StaleIndex("the last rows changed")
+    sql = scan.query("index", connection, source_column)
+    reader = connection.sql(f"SELECT * FROM ({sql}) WHERE rowid > {int(index.max_rowid)}").to_arrow_reader(
+        INDEX_BATCH_ROWS
+    )
+    try:
+        read = index.with_rows(reader, rows, source_column)
+    finally:
+        reader.close()
+    if manifest["rows"] + read != rows:
+        raise StaleIndex("rows were removed as well")
+    return index
+
+
+def _row_groups(connection, scan: TableScan) -> list:
+    """A digest of each row group's storage (every column's segments and their statistics)."""
+    table = scan.node["from_table"]
+    parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
+    qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
+    found = connection.execute(
+        "SELECT row_group_id, hash(list(hash(column_name, column_path, segment_type, start, count, has_updates, "
+        "block_id, block_offset, stats) ORDER BY column_id, column_path, segment_id)) "
+        "FROM pragma_storage_info($1) GROUP BY row_group_id ORDER BY row_group_id",
+        [qualified],
+    ).fetchall()
+    return [[int(group), str(digest)] for group, digest in found]
+
+
+def _tail_digest(connection, scan: TableScan, source_column: str, max_rowid: int) -> str:
+    """sha256 of the rowids and embeddings of the last TAIL_ROWS rowids up to ``max_rowid``."""
+    sql = scan.query("index", connection, source_column)
+    hasher = hashlib.sha256()
+    low, high = int(max_rowid) - TAIL_ROWS, int(max_rowid)
+    reader = connection.sql(f"SELECT * FROM ({sql}) WHERE rowid > {low} AND rowid <= {high} ORDER BY rowid")
+    reader = reader.to_arrow_reader(INDEX_BATCH_ROWS)
+    try:
+        for batch in reader:
+            hasher.update(batch.column(0).to_numpy().astype(np.int64).tobytes())
+            values = batch.column(1)
+            hasher.update(values.to_string().encode() if values.null_count else _flat_bytes(values))
+    finally:
+        reader.close()
+    return hasher.hexdigest()
+
+
+def _flat_bytes(values) -> bytes:
+    matrix, _ = to_matrix(values, "embedding")
+    return np.ascontiguousarray(matrix).tobytes()
+
+
+def _build_approximate(connection, scan: TableScan, source_column: str, rows: int) -> ApproximateIndex:
+    """The approximate index of ``source_column``: a sample for the centres and the calibration
+    queries, then every row, with a progress bar."""
+    from ..progress import progress_bar
+
+    sql = scan.query("index", connection, source_column)
+    wanted = min(rows, max(approx.TRAINING_ROWS_PER_LIST * approx.list_count(rows), 2 * approx.CALIBRATION_QUERIES))
+    wanted = min(wanted, SAMPLE_ROWS_MAX)
+    try:
+        sample = connection.sql(f"{sql} USING SAMPLE reservoir({int(wanted)} ROWS) REPEATABLE (7)").to_arrow_table()
+        reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
+    except duckdb.Error as exc:
+        raise _Fallback(str(exc)) from exc
+    bar = progress_bar(total=rows, desc="Building the search index", unit="rows", leave=False)
+    try:
+        return build_approximate(sample.combine_chunks(), reader, rows, source_column, on_progress=_advance(bar))
+    except ValueError as exc:
+        raise _Fallback(str(exc)) from exc
+    finally:
+        reader.close()
+        bar.close()
+
+
+def _advance(bar):
+    def advance(read: int) -> None:
+        bar.update(read - bar.n)
+
+    return advance
+
+
+def _fetch_rowids(connection, scan: TableScan, rowids: np.ndarray, rows: int) -> pa.Table:
+    """The scan's rows of ``rowids`` (ascending), in that order; StaleIndex if one is missing or
+    the table no longer has ``rows`` rows."""
+    sql = scan.query("fetch", connection)
+    connection.register(HITS_RELATION, pa.table({"rid": rowids}))
+    try:
+        found = _run(connection, sql)
+    finally:
+        connection.unregister(HITS_RELATION)
+    counts = found.column(COUNT_ALIAS)
+    count = counts[0].as_py() if len(counts) else _row_count(connection, scan)
+    if count != rows:
+        raise StaleIndex("rows were added or removed")
+    got = found.column(ROWID_ALIAS).to_numpy().astype(np.int64)
+    order = np.argsort(got, kind="stable")
+    if not np.array_equal(got[order], rowids):
+        raise StaleIndex("rows are missing or moved")
+    return found.take(order).drop_columns([ROWID_ALIAS, COUNT_ALIAS])
+
+
+def _over_budget(source: Source, scan: TableScan, dim: int) -> bool:
+    """Whether the exact index of the scan's table would not fit the memory budget (the index
+    cache's, the ``search_memory`` setting): two int8 levels and 24 bytes per row, and the first
+    level once more when it is packed for fbgemm."""
+    with source.connect() as connection:
+        rows = _row_count(connection, scan)
+    return rows * (3 * dim + 24) > source.indexes.max_bytes
+
+
+def _search_streaming(source: Source, scan: TableScan, sql, column, query, top_k, keep_input_order, span) -> Ranking:
+    """The exact answer read in batches, keeping only the best top_k rows so far: for a table
+    whose exact index would not fit in memory. Slower (every row is read from DuckDB) but bounded."""
+    kept, kept_scores, kept_positions, seen = None, np.zeros(0), np.zeros(0, np.int64), 0
+    with source.connect() as connection:
+        try:
+            reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
+        except duckdb.Error as exc:
+            raise _Fallback(str(exc)) from exc
+        try:
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                found = table.schema.get_all_field_indices(column)
+                if len(found) != 1:
+                    raise PlanError(f"column '{column}' appears {len(found)} times in the rows searched", span=span)
+                matrix, present = to_matrix(table.column(found[0]), column, span)
+                check_dimension(matrix.shape[1], len(query), column, span, rows=seen + len(matrix))
+                scores = exact_scores(matrix, present, query)
+                positions = np.arange(seen, seen + len(scores))
+                seen += len(scores)
+                if kept is not None:
+                    table = pa.concat_tables([kept, table])
+                    scores = np.concatenate([kept_scores, scores])
+                    positions = np.concatenate([kept_positions, positions])
+                order = rank(scores, top_k, False)
+                kept, kept_scores, kept_positions = table.take(order), scores[order], positions[order]
+        finally:
+            reader.close()
+    if kept is None:
+        return _search_direct(source, sql, column, query, top_k, keep_input_order, span)
+    order = np.argsort(kept_positions, kind="stable") if keep_input_order else np.arange(len(kept_scores))
+    return Ranking(kept.take(order), kept_scores[order], "streamed", seen)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import duckdb
 import numpy as np
 
 from ..stores import FolderStore, _lock
+from .approximate import ApproximateIndex, Calibration
 from .codes import Quantised
 from .index import CompactIndex
 
@@ -33,6 +35,8 @@ MANIFEST_FILE = "manifest.json"
 # Bump when what an index holds, or how a row quantises (codes.py), changes: an index of another
 # format is never read.
 FORMAT_VERSION = 1
+# The same for an approximate index (approximate.py): faiss files and a calibration.
+APPROXIMATE_FORMAT = 1
 # The arrays of an index, a .npy file each: the table's rowids and the two int8 levels.
 ARRAYS = ("rowids", *Quantised.FIELDS)
 # Files up to this size are checksummed whole (about 40 ms per 64 MB); larger ones on the header
@@ -53,13 +57,16 @@ class IndexKey:
 
     table: tuple[str, ...]
     column: str
+    kind: str = "exact"  # or "approximate" (approximate.py), kept in a folder of its own
 
     @property
     def folder_name(self) -> str:
-        """``<table>_<column>.<digest>``: readable, and distinct for every (table, column)."""
+        """``<table>_<column>.<digest>`` (``.ivf`` after it for an approximate index): readable,
+        and distinct for every (table, column, kind)."""
         digest = hashlib.sha256(json.dumps([list(self.table), self.column]).encode()).hexdigest()[:16]
         readable = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{self.table[-1]}.{self.column}")[:80]
-        return f"{readable.strip('_') or 'index'}.{digest}"
+        suffix = "" if self.kind == "exact" else ".ivf"
+        return f"{readable.strip('_') or 'index'}.{digest}{suffix}"
 
 
 class IndexStore:
@@ -145,6 +152,87 @@ class IndexStore:
             (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
             self.folders.put(folder, name)
 
+    def load_approximate(self, key: IndexKey, fingerprint: tuple | None) -> tuple[ApproximateIndex, dict]:
+        """The stored approximate index of ``key`` and its manifest, its files memory-mapped by
+        faiss; for the table state ``fingerprint``, or for any state when it is None (the caller
+        then checks the manifest's ``groups`` to add appended rows); else UnusableIndex."""
+        import faiss
+
+        folder = self.folders.root / key.folder_name
+        with self.folders.reading():
+            manifest = _read_manifest(folder)
+            expected = {
+                "format": APPROXIMATE_FORMAT,
+                "table": _as_json(key.table),
+                "column": key.column,
+                "duckdb": duckdb.__version__,
+                "faiss": faiss.__version__,
+            }
+            if fingerprint is not None:
+                expected["fingerprint"] = _as_json(fingerprint)
+            for field, value in expected.items():
+                if manifest.get(field) != value:
+                    raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
+            indexes = []
+            for name in manifest["arrays"]:
+                path = _checked_file(folder, name, manifest["arrays"][name])
+                try:
+                    indexes.append(faiss.read_index(str(path), faiss.IO_FLAG_MMAP))
+                except RuntimeError as exc:
+                    raise UnusableIndex(f"{name} cannot be read: {exc}") from exc
+        try:
+            calibrations = {int(k): Calibration.from_json(v) for k, v in manifest["calibrations"].items()}
+            index = ApproximateIndex(
+                indexes[0], calibrations, int(manifest["rows"]), int(manifest["dim"]), int(manifest["max_rowid"])
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UnusableIndex(f"the manifest is not an approximate index's: {exc}") from exc
+        index.deltas, index.mapped = indexes[1:], True
+        if index.indexed != manifest.get("indexed") or index.base.d != index.dim:
+            raise UnusableIndex("the index files do not hold the rows the manifest says")
+        return index, manifest
+
+    def save_approximate(
+        self, key: IndexKey, fingerprint: tuple, index: ApproximateIndex, groups: list, kept: dict | None = None
+    ) -> None:
+        """Store ``index`` of ``key`` for the table state ``fingerprint`` (``groups``: the table's
+        row groups then, to recognise appends later), replacing any index of ``key`` atomically.
+        ``kept``: the manifest of the stored index this one extends (its files are linked, not
+        written again; only the new delta is)."""
+        import faiss
+
+        name = key.folder_name
+        with self.folders.staging(name) as folder:
+            described = {}
+            parts = [index.base, *index.deltas]
+            old = list((kept or {}).get("arrays", {}))
+            for number, part in enumerate(parts):
+                file_name = "base.faiss" if number == 0 else f"delta-{number}.faiss"
+                path = folder / file_name
+                if number < len(old) and old[number] == file_name:
+                    os.link(self.folders.root / name / file_name, path)
+                    described[file_name] = kept["arrays"][file_name]
+                    continue
+                faiss.write_index(part, str(path))
+                described[file_name] = {"dtype": "faiss", "bytes": path.stat().st_size, "sha256": _digest(path)}
+            manifest = {
+                "format": APPROXIMATE_FORMAT,
+                "table": _as_json(key.table),
+                "column": key.column,
+                "duckdb": duckdb.__version__,
+                "faiss": faiss.__version__,
+                "fingerprint": _as_json(fingerprint),
+                "groups": _as_json(groups),
+                "rows": index.rows,
+                "dim": index.dim,
+                "indexed": index.indexed,
+                "max_rowid": index.max_rowid,
+                "calibrations": {str(k): c.as_json() for k, c in index.calibrations.items()},
+                "arrays": described,
+            }
+            (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+            self.folders.put(folder, name)
+
     def recover(self) -> list[str]:
         """Remove what killed writers left (FolderStore.recover)."""
         return self.folders.recover()
@@ -167,18 +255,28 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def _read_array(folder: Path, name: str, manifest: dict) -> np.ndarray:
-    """Array ``name``, memory-mapped, once its size, checksum and type match the manifest."""
-    described = manifest["arrays"].get(name)
-    path = folder / f"{name}.npy"
+def _checked_file(folder: Path, name: str, described) -> Path:
+    """The path of file ``name`` of an index, once its size and checksum match ``described``
+    (its entry in the manifest)."""
+    path = folder / name
     if not isinstance(described, dict):
         raise UnusableIndex(f"the manifest does not describe {name}")
     try:
         size = path.stat().st_size
         if size != described.get("bytes"):
-            raise UnusableIndex(f"{name}.npy has {size} bytes, not {described.get('bytes')}")
+            raise UnusableIndex(f"{name} has {size} bytes, not {described.get('bytes')}")
         if _digest(path) != described.get("sha256"):
-            raise UnusableIndex(f"{name}.npy does not match its checksum")
+            raise UnusableIndex(f"{name} does not match its checksum")
+    except OSError as exc:
+        raise UnusableIndex(f"{name} cannot be read: {exc}") from exc
+    return path
+
+
+def _read_array(folder: Path, name: str, manifest: dict) -> np.ndarray:
+    """Array ``name``, memory-mapped, once its size, checksum and type match the manifest."""
+    described = manifest["arrays"].get(name)
+    path = _checked_file(folder, f"{name}.npy", described)
+    try:
         # Copy-on-write: torch takes the arrays without a copy or a read-only warning.
         array = np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
     except (OSError, ValueError) as exc:

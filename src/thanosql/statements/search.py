@@ -50,11 +50,30 @@ def search(session, step) -> pa.Table:
         top_k=top_k,
         keep_input_order=not step.sort,
         span=_span(step, "emb_col"),
+        recall=options.get("recall"),
     )
+    notice = how_it_ran(ranking, options.get("recall"))
+    if notice:
+        session.notify(notice)
     result = with_scores(ranking.rows, options["result_col"], ranking.scores)
     if options.get("table_name"):
         session.write_table(options["table_name"], result, "replace")
     return result
+
+
+def how_it_ran(ranking, recall) -> str:
+    """The notice of an approximate search (the promise and how it was kept), or of a search
+    asked to be approximate that ran exactly (and why); '' for an exact search by default."""
+    setting = ranking.setting
+    if ranking.method == "approximate" and setting is not None:
+        return (
+            f"SEARCH ran approximately: recall {ranking.recall:g} promised for the top {setting.k}, "
+            f"{setting.probes} of the index's {setting.lists} lists probed (measured recall {setting.measured:.3f} "
+            f"on the table's own rows); {ranking.candidates} candidates scored exactly. recall=1 gives the exact answer."
+        )
+    if ranking.exact_because and (recall is None or recall < 1):
+        return f"SEARCH ran exactly: {ranking.exact_because}."
+    return ""
 
 
 def _span(step, name: str):
