@@ -5,9 +5,8 @@ clustered vectors and queries; recall@10 is measured against the exact answer.
     pip install -c constraints.txt faiss-cpu usearch   # not dependencies yet
     python bench/ann.py [--rows 200000] [--dim 512] [--queries 200]
 
-The vectors are clustered as real embeddings are (uniform random vectors are not realistic for
-approximate search): --clusters centres on the unit sphere, each row a centre plus noise, then
-normalised; queries are drawn the same way and held out. For each index and search setting:
+The vectors are clustered as real embeddings are (bench/clustered.py; uniform random vectors are
+not realistic for approximate search); queries are drawn the same way and held out. For each index and search setting:
 build seconds (one per index), index bytes, median and 95th-percentile milliseconds of one query
 at a time, and recall@10 (the share of the exact top 10 found).
 """
@@ -17,31 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-# The directions rows vary along inside a cluster (see clustered).
-INTRINSIC = 16
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clustered import clustered as clustered_chunks
 
 
 def clustered(rows: int, dim: int, clusters: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    directions = np.random.default_rng(99).standard_normal((INTRINSIC, dim)).astype(np.float32)
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    out = np.empty((rows, dim), np.float32)
-    for start in range(0, rows, 65536):
-        stop = min(rows, start + 65536)
-        which = rng.integers(0, clusters, stop - start)
-        # Within a cluster, rows vary along a few directions (real embeddings have a low intrinsic
-        # dimension: pose, colour, ...) plus a little isotropic noise; the clusters overlap.
-        spread = rng.standard_normal((stop - start, INTRINSIC)).astype(np.float32) @ directions
-        noise = rng.standard_normal((stop - start, dim)).astype(np.float32) * (0.1 / np.sqrt(dim))
-        out[start:stop] = centres[which] + 0.5 * spread / np.sqrt(INTRINSIC) + noise
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
+    """The rows bench/clustered.py makes (as real embeddings are: see there), as one matrix."""
+    return np.concatenate(list(clustered_chunks(rows, dim, clusters, seed)))
 
 
 def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -127,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--clusters", type=int, default=200)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     k = 10
