@@ -9,11 +9,12 @@ runs on the cluster is in ray_convert.py and ray_training.py.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ThanoSQLError
+from .errors import ExecutionError, ThanoSQLError
 from .options import ENGINES
 
 INSTALL_COMMAND = "pip install 'thanosql[ray]'"
@@ -76,7 +77,15 @@ def ray_cluster(notify):
             from .cores import available_cores
 
             cores = available_cores()
-            ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1")
+            # Workers' own lines (Ray Train's start-up chatter) stay in Ray's logs: what fails on
+            # them reaches the statement as its error.
+            ray.init(
+                num_cpus=cores,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
             notify(
                 f"engine 'ray': no Ray cluster to join (RAY_ADDRESS is not set), so one was started on this "
                 f"machine with {cores} CPU{'s' if cores != 1 else ''}, reachable from 127.0.0.1 only"
@@ -129,11 +138,63 @@ def plan_actors(resources: dict[str, float], wanted: int | None = None) -> Actor
     return Actors(count, max(1, min(threads, cpus // count)), 0)
 
 
-def wanted_actors() -> int | None:
-    """THANOSQL_RAY_ACTORS: the actors a CONVERT on Ray uses, when set (else plan_actors chooses)."""
-    text = os.environ.get("THANOSQL_RAY_ACTORS", "").strip()
+def wanted_count(variable: str) -> int | None:
+    """THANOSQL_RAY_ACTORS (CONVERT's actors) or THANOSQL_RAY_WORKERS (training workers), when set."""
+    text = os.environ.get(variable, "").strip()
     if not text:
         return None
     if not text.isdigit() or int(text) < 1:
-        raise ThanoSQLError(f"THANOSQL_RAY_ACTORS must be a number of actors, 1 or more, not {text!r}")
+        raise ThanoSQLError(f"{variable} must be a whole number, 1 or more, not {text!r}")
     return int(text)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The Ray Train workers of one BUILD or FIT MODEL: ``count`` workers of ``num_cpus`` cores,
+    each with a GPU when ``use_gpu``."""
+
+    count: int
+    num_cpus: int
+    use_gpu: bool
+
+
+def plan_workers(resources: dict[str, float], nodes: int, wanted: int | None = None) -> Workers:
+    """How many processes train, from the cluster's ``resources`` and its number of ``nodes``.
+
+    >>> plan_workers({"CPU": 2.0}, nodes=1)
+    Workers(count=1, num_cpus=2, use_gpu=False)
+    >>> plan_workers({"CPU": 64.0, "GPU": 4.0}, nodes=2)
+    Workers(count=4, num_cpus=16, use_gpu=True)
+
+    One per GPU; without GPUs one per node, with all of its cores (an optimiser step's threads
+    share a machine better than processes that average their gradients after every step).
+    ``wanted`` (THANOSQL_RAY_WORKERS) sets the count.
+    """
+    cpus = max(1, int(resources.get("CPU", 1)))
+    gpus = int(resources.get("GPU", 0))
+    count = wanted or gpus or max(1, nodes)
+    return Workers(count, max(1, cpus // count), bool(gpus))
+
+
+def cluster_error(exc: BaseException, statement: str) -> ThanoSQLError:
+    """The ThanoSQLError raised on the cluster (an unreadable image, a model that cannot load) for
+    an exception Ray raised about it, else one naming what went wrong there."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        cause = pending.pop(0)
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, ThanoSQLError):
+            return cause
+        # RayTaskError keeps the worker's exception as .cause; Ray Train's WorkerGroupError keeps
+        # each failed worker's in .worker_failures.
+        pending += [getattr(cause, "cause", None), cause.__cause__]
+        pending += list((getattr(cause, "worker_failures", None) or {}).values())
+    last = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return ExecutionError(
+        f"{statement} failed on the Ray cluster: {last[-1] if last else type(exc).__name__}",
+        hint="the Ray workers need thanosql (with its ml extra) installed, and the workspace folder and the "
+        "images readable at the same paths (a shared filesystem)",
+    )

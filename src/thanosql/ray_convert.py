@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .engines import Actors, plan_actors, ray_cluster, wanted_actors
-from .errors import ExecutionError, ThanoSQLError
+from .engines import Actors, cluster_error, plan_actors, ray_cluster, wanted_count
+from .errors import ThanoSQLError
 from .models.images import ImageReadError
 
 # Rows per block when CONVERT gives no batch_size and the model names none.
@@ -136,7 +136,7 @@ def embed_on_ray(session, adapter, kind: str, inputs: list, options: dict, actor
     except ThanoSQLError:  # an unreadable image (ImageReadError) included
         raise
     except Exception as exc:  # Ray wraps what failed on the cluster: said plainly, or re-raised as ours
-        raise _cluster_error(exc) from exc
+        raise cluster_error(exc, "CONVERT") from exc
     finally:
         bar.close()
     return result
@@ -144,7 +144,7 @@ def embed_on_ray(session, adapter, kind: str, inputs: list, options: dict, actor
 
 def actor_pool(ray) -> Actors:
     """The actors of the cluster ``ray`` is connected to (engines.plan_actors)."""
-    return plan_actors(ray.cluster_resources(), wanted_actors())
+    return plan_actors(ray.cluster_resources(), wanted_count("THANOSQL_RAY_ACTORS"))
 
 
 def _raise_first(errors: list, at: np.ndarray, inputs: list) -> None:
@@ -165,24 +165,6 @@ def _readable_here(path: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def _cluster_error(exc: BaseException) -> ThanoSQLError:
-    """A ThanoSQLError raised on the cluster (a model that cannot load), or one naming what went
-    wrong there, for an exception Ray raised."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ThanoSQLError):
-            return cause
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    last = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return ExecutionError(
-        f"CONVERT failed on the Ray cluster: {last[-1] if last else type(exc).__name__}",
-        hint="the Ray workers need thanosql (with its ml extra) installed and the workspace folder "
-        "readable at the same path (a shared filesystem)",
-    )
 
 
 @contextmanager

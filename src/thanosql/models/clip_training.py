@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import options
 from ..errors import ModelError
-from .epochs import run_epochs
+from .epochs import Shard, run_epochs
 from .images import decode_for_training, read_training_images
 
 # The default architecture when BUILD MODEL ... USING CLIP names none: open_clip's modified ResNet
@@ -203,6 +203,7 @@ def train_clip(
     device: str = "cpu",
     num_workers: int | None = None,
     progress=None,
+    shard: Shard | None = None,
 ):
     """Train ``model`` (an open_clip CLIP) on ``dataset`` in place: ``(model, report)``.
 
@@ -211,7 +212,8 @@ def train_clip(
     Each step embeds ``batch_size`` images and their captions and takes open_clip's ClipLoss
     (symmetric cross-entropy over the batch's image-text similarities, scaled by the model's
     learnt temperature). Seeded by ``config.seed``. A progress bar from the ``progress`` factory
-    shows the running loss. Returns the model in eval mode, on the CPU.
+    shows the running loss. ``shard``: this worker's part of data-parallel training on Ray
+    (epochs.Shard). Returns the model in eval mode, on the CPU.
     """
     import torch
 
@@ -223,6 +225,8 @@ def train_clip(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = model.to(device).train()
+    shard = shard or Shard()
+    shard.share_weights(list(model.parameters()))
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     criterion = ClipLoss()
 
@@ -235,6 +239,7 @@ def train_clip(
         loss = criterion(image_features, text_features, model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        shard.average_gradients(model.parameters())
         optimizer.step()
         # CLIP clamps its temperature so the logits never exceed 100 (paper, section 2.5).
         with torch.no_grad():
@@ -251,6 +256,7 @@ def train_clip(
         device=device,
         progress=progress,
         desc="CLIP",
+        shard=shard,
     )
     return model.to("cpu").eval(), report
 

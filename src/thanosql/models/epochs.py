@@ -59,6 +59,51 @@ class ThreadChoice:
             self.torch.set_num_threads(self.before)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of data-parallel training (engine='ray', ray_training.py): worker
+    ``rank`` of ``size``, each taking every size-th example of each shuffled batch and averaging
+    its gradients with the others' (torch.distributed, set up by Ray Train) after each backward
+    pass. A shard of size 1 is the local loop exactly: same batches, same steps."""
+
+    rank: int = 0
+    size: int = 1
+
+    def batches(self, batch_sampler):
+        """Indices of this worker's part of each batch of ``batch_sampler``."""
+        return _ShardedBatches(batch_sampler, self.rank, self.size)
+
+    def share_weights(self, parameters) -> None:
+        """Every worker starts from rank 0's weights."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            for parameter in parameters:
+                dist.broadcast(parameter.data, src=0)
+
+    def average_gradients(self, parameters) -> None:
+        """Each gradient replaced by the mean over the workers (after loss.backward())."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    dist.all_reduce(parameter.grad)
+                    parameter.grad /= self.size
+
+
+class _ShardedBatches:
+    def __init__(self, batch_sampler, rank: int, size: int) -> None:
+        self.batch_sampler, self.rank, self.size = batch_sampler, rank, size
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            yield batch[self.rank :: self.size]
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
 def run_epochs(
     dataset,
     step: Callable[[Any, int, int], float],
@@ -70,6 +115,7 @@ def run_epochs(
     device: str,
     progress=None,
     desc: str,
+    shard: Shard | None = None,
 ) -> TrainingReport:
     """Call ``step(batch, index, total)`` (it takes one optimiser step and returns the loss) for
     every batch of ``dataset``, ``max_epochs`` times; ``index`` counts steps from 0 and ``total``
@@ -80,21 +126,23 @@ def run_epochs(
 
     Batches are shuffled by a generator seeded with ``seed``. Contrastive losses need two
     examples or more, and a short last batch would weigh its few examples as much as a full one:
-    it is dropped (reshuffled next epoch) unless it is all there is.
+    it is dropped (reshuffled next epoch) unless it is all there is. ``shard``: this process's
+    part of data-parallel training; every worker draws the same batches and takes its part.
     """
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     started = time.perf_counter()
     batch_size = min(batch_size, len(dataset))
+    generator = torch.Generator().manual_seed(seed)
+    # What DataLoader(shuffle=True, generator=generator) builds, so a shard of one is the local loop.
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=len(dataset) > batch_size)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(dataset) > batch_size,
+        batch_sampler=(shard or Shard()).batches(batches),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(seed),
+        generator=generator,
         pin_memory=device == "cuda",
     )
     total = len(loader) * max_epochs

@@ -61,6 +61,14 @@ class ImageReadError(DatasetError):
         self.index = index
         self.reason = reason
 
+    def __reduce__(self):
+        # Raised in a Ray worker, it crosses to the statement's process by pickling.
+        return _image_read_error, (type(self), self.message, self.path, self.index, self.reason, self.hint)
+
+
+def _image_read_error(cls, message: str, path: str, index: int, reason: str, hint: str | None) -> ImageReadError:
+    return cls(message, path=path, index=index, reason=reason, hint=hint)
+
 
 def open_image(path: str | Path, input_size: int | None = None):
     """Open ``path`` with PIL, asking JPEGs to decode at a reduced size when the model needs less.

@@ -29,7 +29,7 @@ from .. import options
 from ..cores import available_cores
 from ..errors import ModelError, PlanError, Span
 from .base import ModelAdapter
-from .epochs import TrainingReport, run_epochs
+from .epochs import Shard, TrainingReport, run_epochs
 from .images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -414,6 +414,7 @@ def train(
     head=None,
     num_workers: int | None = None,
     progress=None,
+    shard: Shard | None = None,
 ) -> tuple[Any, Any, TrainingReport]:
     """Train SimCLR on ``dataset`` for ``config.max_epochs``: ``(backbone, head, report)``.
 
@@ -425,7 +426,8 @@ def train(
     Each step embeds two views of ``batch_size`` images, projects them with the head and takes
     NT-Xent (lightly's NTXentLoss) between them; Adam updates both. Seeded by ``config.seed``:
     the same data and config give the same model on the same machine. A progress bar (from the
-    ``progress`` factory) shows the running loss. Returns both modules in eval mode, on the CPU.
+    ``progress`` factory) shows the running loss. ``shard``: this worker's part of data-parallel
+    training on Ray (epochs.Shard). Returns both modules in eval mode, on the CPU.
     """
     import torch
 
@@ -442,7 +444,10 @@ def train(
     backbone = backbone.to(device, memory_format=torch.channels_last).train()
     head = head.to(device).train()
     criterion = NTXentLoss(temperature=config.temperature)
-    optimizer = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=config.learning_rate)
+    parameters = list(backbone.parameters()) + list(head.parameters())
+    shard = shard or Shard()
+    shard.share_weights(parameters)
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
 
     def step(views, index: int, total: int) -> float:
         first, second = (
@@ -451,6 +456,7 @@ def train(
         loss = criterion(head(backbone(first)), head(backbone(second)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        shard.average_gradients(parameters)
         optimizer.step()
         return float(loss.detach())
 
@@ -464,6 +470,7 @@ def train(
         device=device,
         progress=progress,
         desc="SimCLR",
+        shard=shard,
     )
     backbone = backbone.to("cpu", memory_format=torch.contiguous_format).eval()
     head = head.to("cpu").eval()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..engines import engine_of
 from ..errors import DatasetError, ModelError, PlanError, choices_hint
 from ..options import CLIP_TRAINING, SIMCLR_TRAINING
 
@@ -98,19 +99,30 @@ def _train_simclr(session, step, paths, config, backbone, head, source: str, ext
     from ..models import resolve_device, simclr
 
     node, options = step.statement, step.options
-    dataset = _training_images(
-        session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
-    )
-    _check_room(session, simclr.PARAMETERS, node)
-    backbone, head, report = simclr.train(
-        dataset,
-        config,
-        device=resolve_device(session.settings.device),
-        backbone=backbone,
-        head=head,
-        num_workers=options["num_workers"],
-        progress=session.progress,
-    )
+    if engine_of(session, options) == "ray":
+        from ..ray_training import train_simclr_on_ray
+
+        _check_room(session, simclr.PARAMETERS, node)
+        backbone, head, report = _training_images(
+            session,
+            step,
+            paths,
+            lambda paths: train_simclr_on_ray(session, paths, config, backbone, head, options["num_workers"]),
+        )
+    else:
+        dataset = _training_images(
+            session, step, paths, lambda paths: simclr.TrainingImages(paths, config, session.progress)
+        )
+        _check_room(session, simclr.PARAMETERS, node)
+        backbone, head, report = simclr.train(
+            dataset,
+            config,
+            device=resolve_device(session.settings.device),
+            backbone=backbone,
+            head=head,
+            num_workers=options["num_workers"],
+            progress=session.progress,
+        )
     simclr.store_simclr_model(
         session.models,
         node.name,
@@ -168,7 +180,9 @@ def _build_clip(session, step) -> None:
         )
     settings = clip_training.build_config(options, published=tag is not None or bool(pretrained))
     _check_room(session, sum(p.numel() for p in model.parameters()), node)
-    model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
+    model, report = _train_clip(
+        session, step, model, tokenizer, paths, texts, settings, options, arch=arch, config=config
+    )
     origin = {"fine_tuned_from": tag or str(pretrained)} if pretrained not in (None, False) else {}
     # pretrained=None in the store: the weights are no longer the published ones, and GET must
     # never take them for those (weights.resolve_weights looks for stored models by tag).
@@ -198,7 +212,9 @@ def _fit_clip(session, step, info) -> None:
     model, _, tokenizer, config = clip.read_clip_model(info, "cpu")
     settings = clip_training.fit_config(info.options, options)
     _check_room(session, sum(p.numel() for p in model.parameters()), node)
-    model, report = _train_clip(session, step, model, tokenizer, paths, texts, settings, options)
+    model, report = _train_clip(
+        session, step, model, tokenizer, paths, texts, settings, options, arch=info.arch, config=config
+    )
     extra = {"training": settings.to_options(), "fitted_from": info.name}
     origin = clip_training.published_origin(info.options)
     if origin:
@@ -219,9 +235,21 @@ def _fit_clip(session, step, info) -> None:
     return None
 
 
-def _train_clip(session, step, model, tokenizer, paths, texts, settings, options):
+def _train_clip(session, step, model, tokenizer, paths, texts, settings, options, *, arch, config):
+    """Train ``model`` (open_clip ``arch`` built from ``config``) here or on Ray: ``(model, report)``."""
     from ..models import clip_training, resolve_device
 
+    if engine_of(session, options) == "ray":
+        from ..ray_training import train_clip_on_ray
+
+        return _training_images(
+            session,
+            step,
+            paths,
+            lambda paths: train_clip_on_ray(
+                session, model, arch, config, paths, texts, settings, options["num_workers"]
+            ),
+        )
     preprocess = clip_training.training_preprocess(model)
     side = clip_training.input_side(model)
     dataset = _training_images(
@@ -390,8 +418,9 @@ def _enough(count: int, node, what: str) -> None:
 
 
 def _training_images(session, step, written, make):
-    """``make(paths)`` (a dataset that opens every image) on the absolute paths of ``written``,
-    with an unreadable image reported as a DatasetError naming it as the table does."""
+    """``make(paths)`` (a dataset that opens every image, or training on Ray, whose workers open
+    them) on the absolute paths of ``written``, with an unreadable image reported as a DatasetError
+    naming it as the table does."""
     from ..models.images import ImageReadError
 
     paths = [str(session.resolve_path(value)) for value in written]
