@@ -283,3 +283,37 @@ def test_the_manifest_records_the_calibration_and_the_tables_row_groups(session,
     assert calibration["probes"] == [2**i for i in range(len(calibration["probes"]))]
     assert calibration["lower"][-1] >= 0.999 or calibration["probes"][-1] == manifest_lists(manifest)
     assert manifest["indexed"] == ROWS and manifest["groups"][0]
+
+
+@pytest.mark.parametrize("recall", [1, 0.9], ids=["exact", "approximate"])
+@pytest.mark.parametrize(
+    "other_write, index_from",
+    [
+        ("", "appended"),
+        ("DELETE FROM t WHERE id = 5", "built"),
+        (f"UPDATE t SET emb = (SELECT emb FROM t WHERE id = 0) WHERE id = {ROWS - 3}", "built"),
+    ],
+    ids=["append only", "a delete as well", "an update of a last row as well"],
+)
+def test_only_an_append_is_added_to_the_stored_index_and_anything_else_rebuilds_it(
+    session, vectors, recall, other_write, index_from
+):
+    query = clustered(1, seed=21)[0]
+    searched(session, query, recall=recall)
+    new = clustered(300, seed=22)
+    if other_write:
+        session.execute(other_write)
+    session.write_table("t", _as_table(new, first_id=ROWS), "append")
+    engine.clear(engine.Source.of(session))  # as a new process: from the workspace
+    ranking = searched(session, query, recall=recall)
+    assert ranking.index_from == index_from
+    with session.connect() as connection:
+        table = connection.sql("SELECT id, emb FROM t").to_arrow_table()
+    now = np.asarray(table.column("emb").combine_chunks().values).reshape(-1, DIM)
+    scores = now.astype(np.float64) @ query.astype(np.float64)
+    best = table.column("id").to_numpy()[np.argsort(-scores, kind="stable")[:10]]
+    found = found_ids(ranking)
+    if recall == 1:
+        assert found == best.tolist()
+    else:
+        assert len(set(found) & set(best.tolist())) >= 8

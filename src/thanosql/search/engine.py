@@ -255,21 +255,47 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
             pass
         if not rebuild:
             try:
-                index = store.load(key, fingerprint)
+                index, manifest = store.load(key, None)
+                if manifest["fingerprint"] != _as_plain(fingerprint):
+                    new_rows = _appended_rows(
+                        connection, scan, source_column, manifest, int(index.rowids[-1]), fingerprint
+                    )
+                    index = index.with_rows(
+                        _read_index_of(connection, new_rows, fingerprint[-1] - len(index), source_column)
+                    )
                 spread = np.unique(np.linspace(0, len(index) - 1, STALE_CHECK_ROWS).astype(np.int64))
                 _check_still_matches(index, _fetch(connection, scan, index, spread).column(column), spread, column)
-                return index, "workspace"
-            except (UnusableIndex, StaleIndex, OSError):
+                if manifest["fingerprint"] == _as_plain(fingerprint):
+                    return index, "workspace"
+                _save_exact(connection, store, key, scan, source_column, fingerprint, index)
+                return index, "appended"
+            except (UnusableIndex, StaleIndex, OSError, KeyError, IndexError, TypeError, ValueError):
                 pass  # missing, damaged, stale or unreadable: never trusted, built again below
         index = _read_index(connection, scan, source_column, rows=fingerprint[-1])
         # Saved only if the table did not change while it was read (another thread of this
         # process may write it meanwhile): an index saved is the table's at ``fingerprint``.
         if len(index) and _fingerprint(connection, scan) == fingerprint:
-            try:
-                store.save(key, fingerprint, index)
-            except (OSError, ThanoSQLError):
-                pass  # a full disk or a read-only workspace: this search answers all the same
+            _save_exact(connection, store, key, scan, source_column, fingerprint, index)
         return index, "built"
+
+
+def _save_exact(connection, store, key, scan, source_column, fingerprint, index) -> None:
+    try:
+        groups = [_row_groups(connection, scan), _tail_digest(connection, scan, source_column, int(index.rowids[-1]))]
+        store.save(key, fingerprint, index, groups)
+    except (OSError, ThanoSQLError):
+        pass  # a full disk or a read-only workspace: this search answers all the same
+
+
+def _read_index_of(connection, sql: str, rows: int, source_column: str) -> CompactIndex:
+    try:
+        reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
+    except duckdb.Error as exc:
+        raise _Fallback(str(exc)) from exc
+    try:
+        return build_index(reader, rows, source_column)
+    finally:
+        reader.close()
 
 
 def _stored_key(source: Source, fingerprint: tuple, source_column: str) -> tuple[IndexStore, IndexKey] | None:
@@ -414,8 +440,8 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
     the default chose exact). See approximate.py for the index and its calibration."""
     with source.connect() as connection:
         source.database.checkpoint(connection)
-        fingerprint = _fingerprint(connection, scan)
-        rows = fingerprint[-1]
+        token = source.database.change_token()
+        rows = _rows_now(source, connection, scan, token)
         if recall is None:
             if rows * len(query) < EXACT_LINE:
                 return ""
@@ -426,7 +452,7 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
             return f"the table has only {rows} rows"
         for attempt in range(2):
             try:
-                index, origin = _cached_approximate(source, connection, scan, column, fingerprint, attempt > 0)
+                index, origin = _cached_approximate(source, connection, scan, column, token, attempt > 0)
                 check_dimension(index.dim, len(query), column, span, rows=rows)
                 setting = index.setting_for(recall, top_k)
                 if setting is None:
@@ -442,9 +468,8 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
                     allowed[rowids] = True
                 unit = query / np.linalg.norm(query)
                 candidates = np.sort(index.candidates(unit, top_k, setting, allowed))
-                fetched = _fetch_rowids(connection, scan, candidates, rows)
+                fetched = _fetch_rowids(connection, scan, candidates, index.rows)
             except StaleIndex:
-                fingerprint = _fingerprint(connection, scan)
                 continue
             matrix, present = to_matrix(fetched.column(column), column, span)
             scores = exact_scores(matrix, present, query)
@@ -463,23 +488,43 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
     raise _Fallback("the table changes under the index")
 
 
-def _cached_approximate(source: Source, connection, scan: TableScan, column: str, fingerprint: tuple, rebuild: bool):
-    """The approximate index of the scan's table at ``fingerprint`` and where it came from
-    ('memory', 'workspace', 'appended', 'built'): this process's, if it is the table's current
-    one; else the workspace's, brought up to date when rows were only appended since; else built
-    from the table (and saved). Under the same locks as the exact index (see _cached_index)."""
+def _rows_now(source: Source, connection, scan: TableScan, token) -> int:
+    """The scan's table's row count, remembered while the database's change token stays."""
+    if token is None:
+        return _row_count(connection, scan)
+    key = ("rows", scan.key, token)
+    found = source.scans.get(key)
+    if found is None:
+        found = _row_count(connection, scan)
+        source.scans.put(key, found)
+    return found
+
+
+def _cached_approximate(source: Source, connection, scan: TableScan, column: str, token, rebuild: bool):
+    """The approximate index of the scan's table and where it came from ('memory', 'workspace',
+    'appended', 'built'): this process's while the database's change token stays (or the table's
+    fingerprint when it moved); else the workspace's, brought up to date when rows were only
+    appended since; else built from the table (and saved). Under the same locks as the exact
+    index (see _cached_index)."""
     cache = source.indexes
     source_column = scan.source_column(column)
     key = (scan.key, source_column.lower(), "approximate")
     with cache.building(key):
         entry = cache.get(key)
-        if entry is not None and not rebuild and entry.fingerprint == fingerprint:
-            return entry.index, "memory"
+        if entry is not None and not rebuild:
+            if token is not None and token == entry.token:
+                return entry.index, "memory"
+            fingerprint = _fingerprint(connection, scan)
+            if fingerprint == entry.fingerprint:
+                entry.token = token
+                return entry.index, "memory"
+        else:
+            fingerprint = _fingerprint(connection, scan)
         cache.drop(key)
         stored = _stored_key(source, fingerprint, source_column)
         if stored is None:
             index = _build_approximate(connection, scan, source_column, fingerprint[-1])
-            cache.put(key, CachedIndex(index, None, fingerprint))
+            cache.put(key, CachedIndex(index, token, fingerprint))
             return index, "built"
         store, exact_key = stored
         store_key = IndexKey(exact_key.table, exact_key.column, "approximate")
@@ -500,8 +545,8 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
                         _save_approximate(
                             connection, store, store_key, scan, source_column, fingerprint, index, manifest
                         )
-                except (UnusableIndex, StaleIndex, OSError):
-                    index = None
+                except (UnusableIndex, StaleIndex, OSError, KeyError, IndexError, TypeError, ValueError):
+                    index = None  # missing, damaged, stale or not only appended to: built again
             if index is None:
                 index = _build_approximate(connection, scan, source_column, fingerprint[-1])
                 if _fingerprint(connection, scan) == fingerprint:
@@ -510,7 +555,7 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
                         index = store.load_approximate(store_key, fingerprint)[0]
                     except (UnusableIndex, OSError):
                         pass
-            cache.put(key, CachedIndex(index, None, fingerprint))
+            cache.put(key, CachedIndex(index, token, fingerprint))
             return index, origin
 
 
@@ -528,27 +573,34 @@ def _save_approximate(connection, store, key, scan, source_column, fingerprint, 
 
 def _appended(connection, scan, source_column, index: ApproximateIndex, manifest: dict, fingerprint: tuple):
     """``index`` (the workspace's, of an earlier state of the table) with the rows appended since
-    added as a delta; StaleIndex unless the table only had rows appended: the row groups it had
-    are unchanged but the last (which appends fill), whose rows are read again and compared,
-    and the rows after the index's last rowid are all that is new."""
+    added as a delta; StaleIndex unless the table only had rows appended (_appended_rows)."""
+    sql = _appended_rows(connection, scan, source_column, manifest, index.max_rowid, fingerprint)
+    reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
+    try:
+        read = index.with_rows(reader, fingerprint[-1], source_column)
+    finally:
+        reader.close()
+    if manifest["rows"] + read != fingerprint[-1]:
+        raise StaleIndex("rows were removed as well")
+    return index
+
+
+def _appended_rows(connection, scan, source_column: str, manifest: dict, max_rowid: int, fingerprint: tuple) -> str:
+    """The SQL of the rows appended to the table since the index of ``manifest`` was saved (its
+    last rowid ``max_rowid``); StaleIndex unless rows were only appended: the row groups the table
+    had are unchanged but the last (which appends fill), whose last rows read again are the same,
+    and there are as many rows after ``max_rowid`` as the table has more rows."""
     groups, tail = manifest["groups"]
     now = _row_groups(connection, scan)
     rows = fingerprint[-1]
-    if rows <= index.rows or len(now) < len(groups) or now[: len(groups) - 1] != groups[:-1]:
+    if rows <= manifest["rows"] or len(now) < len(groups) or now[: len(groups) - 1] != groups[:-1]:
         raise StaleIndex("not an append")
-    if _tail_digest(connection, scan, source_column, index.max_rowid) != tail:
+    if _tail_digest(connection, scan, source_column, max_rowid) != tail:
         raise StaleIndex("the last rows changed")
-    sql = scan.query("index", connection, source_column)
-    reader = connection.sql(f"SELECT * FROM ({sql}) WHERE rowid > {int(index.max_rowid)}").to_arrow_reader(
-        INDEX_BATCH_ROWS
-    )
-    try:
-        read = index.with_rows(reader, rows, source_column)
-    finally:
-        reader.close()
-    if manifest["rows"] + read != rows:
+    sql = f"SELECT * FROM ({scan.query('index', connection, source_column)}) WHERE rowid > {int(max_rowid)}"
+    if scalar(connection, f"SELECT count(*) FROM ({sql})", []) != rows - manifest["rows"]:
         raise StaleIndex("rows were removed as well")
-    return index
+    return sql
 
 
 def _row_groups(connection, scan: TableScan) -> list:

@@ -58,6 +58,20 @@ class CompactIndex:
     def __len__(self) -> int:
         return len(self.rowids)
 
+    def with_rows(self, appended: CompactIndex) -> CompactIndex:
+        """This index and the index of rows appended after its last rowid, as one (the arrays
+        copied once; the new rows alone were quantised). Packed for fbgemm in the background."""
+        if len(appended) == 0:
+            return self
+        if len(self) and appended.dim != self.dim:
+            raise StaleIndex("the dimension changed")
+        levels = Quantised(
+            *(np.concatenate([getattr(self.levels, name), getattr(appended.levels, name)]) for name in Quantised.FIELDS)
+        )
+        joined = CompactIndex(np.concatenate([self.rowids, appended.rowids]), levels, pack=False)
+        joined.pack_in_background()
+        return joined
+
     def pack_in_background(self) -> threading.Thread | None:
         """Pack a large index's codes (kernels.PackedCodes) on a thread of its own; queries run
         the unpacked kernels until the packed codes are ready, then those. For an index read back

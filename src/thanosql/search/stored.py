@@ -7,7 +7,7 @@ else is ``UnusableIndex``, and the caller builds the index again.
 >>> store = IndexStore(workspace)  # doctest: +SKIP
 >>> key = IndexKey(("thanosql", "main", "t"), "emb")  # doctest: +SKIP
 >>> store.save(key, fingerprint, index)  # doctest: +SKIP
->>> store.load(key, fingerprint)  # the same index, or UnusableIndex  # doctest: +SKIP
+>>> store.load(key, fingerprint)  # the same index and its manifest, or UnusableIndex  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ class IndexStore:
             if handle is not None:
                 handle.close()
 
-    def load(self, key: IndexKey, fingerprint: tuple) -> CompactIndex:
-        """The stored index of ``key`` built for the table state ``fingerprint``, its arrays
-        memory-mapped (copy-on-write, so kernels may take them as writable); else UnusableIndex
-        saying why."""
+    def load(self, key: IndexKey, fingerprint: tuple | None) -> tuple[CompactIndex, dict]:
+        """The stored index of ``key`` built for the table state ``fingerprint`` (any state when
+        it is None: the caller then checks the manifest's ``groups`` to add appended rows) and its
+        manifest, its arrays memory-mapped (copy-on-write, so kernels may take them as writable);
+        else UnusableIndex saying why."""
         folder = self.folders.root / key.folder_name
         with self.folders.reading():
             manifest = _read_manifest(folder)
@@ -103,8 +104,9 @@ class IndexStore:
                 "table": _as_json(key.table),
                 "column": key.column,
                 "duckdb": duckdb.__version__,
-                "fingerprint": _as_json(fingerprint),
             }
+            if fingerprint is not None:
+                expected["fingerprint"] = _as_json(fingerprint)
             for field, value in expected.items():
                 if manifest.get(field) != value:
                     raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
@@ -119,11 +121,12 @@ class IndexStore:
         # (about 3 s per million rows of 512 values), and its first queries run unpacked.
         index = CompactIndex(rowids, Quantised(**arrays), pack=False)
         index.pack_in_background()
-        return index
+        return index, manifest
 
-    def save(self, key: IndexKey, fingerprint: tuple, index: CompactIndex) -> None:
-        """Store ``index`` of ``key``, built for the table state ``fingerprint``, replacing any
-        index of ``key`` atomically (readers see the old one or the new one, whole)."""
+    def save(self, key: IndexKey, fingerprint: tuple, index: CompactIndex, groups: list | None = None) -> None:
+        """Store ``index`` of ``key``, built for the table state ``fingerprint`` (``groups``: the
+        table's row groups then, to recognise appends later), replacing any index of ``key``
+        atomically (readers see the old one or the new one, whole)."""
         name = key.folder_name
         with self.folders.staging(name) as folder:
             described = {}
@@ -144,6 +147,7 @@ class IndexStore:
                 "column": key.column,
                 "duckdb": duckdb.__version__,
                 "fingerprint": _as_json(fingerprint),
+                "groups": _as_json(groups),
                 "rows": len(index),
                 "dim": index.dim,
                 "arrays": described,
