@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/convert.py [--small 160] [--camera 96] [--batch-size 32] [--repeats 4]
         [--incremental 1000] [--only-incremental]
+    PYTHONPATH=src python bench/convert.py --ray [--images 1000] [--repeats 1]
 
 The reference is the loop open_clip's README shows: for each batch, open every file with PIL, apply
 the model's preprocess, stack, ``encode_image`` under ``torch.no_grad()``. Ours is the whole
@@ -19,6 +20,12 @@ over a real table's images.
 Incremental CONVERT (--incremental N): a first CONVERT of N small images with ViT-B-32 in a
 workspace that keeps embeddings (reuse.py), then the same CONVERT after 2% more rows, of which
 only the new ones are embedded; printed as seconds and the second run's share of the first.
+
+Ray (--ray, instead of the above): a local Ray started with this machine's cores (loopback only),
+and in one run on --images small JPEGs with ViT-B-32: CONVERT on the local engine against
+engine='ray' at equal cores (the actor pool engines.plan_actors chooses; the ratio is Ray's
+overhead, target at most 1.15), and Ray with 2 actors against 1 (THANOSQL_RAY_ACTORS). Each Ray
+run includes starting its actors and loading the model in each, as every statement on Ray does.
 """
 
 from __future__ import annotations
@@ -261,6 +268,54 @@ def incremental(root: Path, count: int, batch_size: int) -> tuple[float, float, 
     return first, again, len(paths) - count
 
 
+def ray_comparison(root: Path, count: int, batch_size: int, repeats: int) -> None:
+    """Seconds of CONVERT of ``count`` small images with ViT-B-32: local engine, Ray at equal cores,
+    Ray with 1 and 2 actors; rounds alternate their order, medians printed with the ratios."""
+    import statistics
+
+    import ray
+
+    from thanosql.cores import available_cores
+    from thanosql.engines import plan_actors
+
+    cores = available_cores()
+    ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    args = argparse.Namespace(small=count, camera=1)
+    session, sets, _ = setup(root, args)
+    pool = plan_actors(ray.cluster_resources())
+    runs = {"local": ("local", None), "ray": ("ray", None), "ray, 1 actor": ("ray", "1"), "ray, 2 actors": ("ray", "2")}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    answers = {}
+    try:
+        for round_number in range(repeats):
+            order = list(runs) if round_number % 2 == 0 else list(reversed(runs))
+            for name in order:
+                engine, actors = runs[name]
+                if actors is None:
+                    os.environ.pop("THANOSQL_RAY_ACTORS", None)
+                else:
+                    os.environ["THANOSQL_RAY_ACTORS"] = actors
+                session.configure(engine=engine)
+                answers[name], took = ours(session, "vit_b_32", "small", batch_size)
+                seconds[name].append(took)
+                print(f"  round {round_number + 1}: {name}: {took:.1f} s ({count / took:.1f} img/s)", flush=True)
+    finally:
+        os.environ.pop("THANOSQL_RAY_ACTORS", None)
+        session.close()
+        ray.shutdown()
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    largest = max(float(np.abs(answers[name] - answers["local"]).max()) for name in runs)
+    print(
+        f"\nCONVERT on Ray, ViT-B-32, {count:,} small images, {cores} cores; Ray's pool: {pool.count} actors of "
+        f"{pool.num_cpus} CPU{'s' if pool.num_cpus != 1 else ''}; medians of {repeats} round(s)"
+    )
+    for name in runs:
+        print(f"  {name:14s} {median[name]:7.1f} s {count / median[name]:7.1f} img/s")
+    print(f"  Ray at equal cores / local: {median['ray'] / median['local']:.2f}x the time (target at most 1.15x)")
+    print(f"  Ray, 2 actors / 1 actor: {median['ray, 1 actor'] / median['ray, 2 actors']:.2f}x the speed")
+    print(f"  largest difference from the local engine's embeddings: {largest:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=160, help="number of small images")
@@ -269,6 +324,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="rounds per model and image set")
     parser.add_argument("--incremental", type=int, default=1000, help="images of the incremental CONVERT (0: skip)")
     parser.add_argument("--only-incremental", action="store_true", help="skip the comparison with open_clip")
+    parser.add_argument("--ray", action="store_true", help="local engine against Ray instead (see above)")
+    parser.add_argument("--images", type=int, default=1000, help="images of the --ray comparison")
     args = parser.parse_args()
 
     import torch
@@ -278,6 +335,12 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}; batch size {args.batch_size}"
     )
     root = Path(tempfile.mkdtemp(prefix="thanosql-bench-"))
+    if args.ray:
+        try:
+            ray_comparison(root, args.images, args.batch_size, args.repeats if "--repeats" in sys.argv else 1)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     try:
         if args.only_incremental:
             args.small = args.camera = 1

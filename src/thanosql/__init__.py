@@ -12,6 +12,7 @@ Modules, in the order they depend on each other:
   dialects    sql_dialect: other dialects' plain SQL transpiled to DuckDB (sqlglot, imported only then)
   duckdb_errors  DuckDB's errors at the cell's line and column, with the hints that help
   disk        a full disk as a clear error; free space checked before long jobs
+  engines     the engine setting ('local' | 'ray'): the Ray cluster found or started (Ray imported only then)
   stores      named folders (models, datasets): names that stay names, atomic replacement
               seen by every process, recovery after a kill
   database    the workspace database, opened per use and shared by processes and threads
@@ -24,6 +25,7 @@ Modules, in the order they depend on each other:
   datasets    dataset manifest, checksummed downloads, built-in generated datasets
   models      model store, CLIP (open_clip) and SimCLR (lightly) adapters, weights,
               the CPU image tower on oneDNN-packed layers
+  ray_convert, ray_training  CONVERT on a Ray Data actor pool; BUILD and FIT MODEL on Ray Train
   display     image grids and results as pictures or text
   magic       %%thanosql (the IPython boundary); cli: the `thanosql` command
 """

@@ -123,7 +123,6 @@ def embed_on_ray(session, adapter, kind: str, inputs: list, options: dict, actor
                 compute=ray.data.ActorPoolStrategy(size=min(actors.count, len(blocks))),
                 num_cpus=actors.num_cpus,
                 num_gpus=actors.num_gpus,
-                max_restarts=0,
             )
             for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
                 at = block.column("row").to_numpy()
