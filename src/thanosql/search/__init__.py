@@ -1,8 +1,11 @@
-"""Exact top-k cosine search over an embedding column, fast because a compact copy is cached.
+"""Top-k cosine search over an embedding column: exact, fast because a compact copy is cached;
+or, for large tables, approximate with a recall promise.
 
 ``search(Source.of(session), sql, column, query, top_k=k)`` returns the rows of ``sql`` ranked by
 the cosine similarity of ``column`` to ``query``: exactly the rows and order a float64 brute force
 gives (highest first, ties in input order, rows without a usable embedding last with a NaN score).
+With ``recall=r`` below 1 (the default above engine.EXACT_LINE values), at least the share ``r``
+of those rows, as measured on the table's own rows, with exact scores.
 
 Modules, each using only those above it (none uses the session or the statements):
   exact    float64 cosines, the order of an answer, Arrow columns as matrices
@@ -10,8 +13,10 @@ Modules, each using only those above it (none uses the session or the statements
   kernels  products of int8 codes with a query and their error bounds (int8, bfloat16, fbgemm)
   index    CompactIndex: screens a query down to about k rows; build_index
   scan     a plain scan of one table, recognised on DuckDB's parse tree
+  approximate  ApproximateIndex: faiss IVF-SQ8 of the rows, its calibration, appended deltas
   stored   indexes kept in the workspace (thanosql-index/) for every process: save, load, check
-  engine   search(): the index cache, its checks against writes, the direct fallback; Source
+  engine   search(): the index caches, their checks against writes, appends, the memory budget,
+           the direct and streamed fallbacks; Source
 
 Design (why it beats NumPy's brute force, and stays exact):
 
@@ -82,12 +87,44 @@ Design (why it beats NumPy's brute force, and stays exact):
   Anything else (no index, a damaged or missing file, another fingerprint) is never trusted: the
   index is built from the table and replaces the stored one. Loading and building happen under
   an flock (``.<name>.building``) with the database open, so of two processes that want the same
-  index, the second waits and reads what the first saved. A write to the table means a rebuild
-  of the whole index (appended rows are not added incrementally yet); the index of a dropped
-  table stays on disk, unused, until an index of that table and column is saved again. The
-  in-memory cache stays on top: a process that holds the index reads nothing from disk.
+  index, the second waits and reads what the first saved. The in-memory cache stays on top: a
+  process that holds the index reads nothing from disk.
+* Appends (engine._appended_rows). A stored index also records the table's row groups (a digest
+  of each one's segments and statistics) and a digest of its last TAIL_ROWS rows. When the
+  table's fingerprint moved, the stored index is extended instead of rebuilt if rows were only
+  appended: every row group but the last is unchanged, the last rows read again have the same
+  digest (an append fills the last row group; an update there would change them), and as many
+  rows follow the index's last rowid as the table gained (a delete elsewhere would leave fewer).
+  Only those rows are read and quantised (an exact index's arrays are then copied once; an
+  approximate index gets a delta file, its earlier files linked into the new folder, not
+  rewritten). Anything else rebuilds. The index of a dropped table stays on disk, unused, until
+  an index of that table and column is saved again.
+* Approximate search (approximate.py, engine._search_approximate). Exact search reads n*d bytes
+  a query, whatever kernel does it, so large tables need to read fewer: a faiss IVF index with
+  8-bit codes (chosen over usearch's HNSW by bench/ann.py: builds several times faster on two
+  cores, which matters at ten million rows, and memory-maps from one file), √n lists around
+  k-means centres trained on a sample of the table. It is built in one pass over the table (a
+  progress bar), saved in ``thanosql-index/<table>_<column>.<digest>.ivf/`` like the exact one,
+  and read back memory-mapped (IO_FLAG_MMAP): a query touches only its lists' pages.
+  The promise: during the build, 200 rows of the sample become queries and their exact top 100
+  among the other rows is kept as the pass goes; then for 1, 2, 4, ... probes the index's
+  candidates for them are compared with it (recall@10 and @100), which is the recall the search
+  has after scoring its candidates exactly. A query with ``recall=r`` uses the fewest probes whose
+  measured recall less two standard errors is at least r; none (or top_k above 100): exact.
+  The candidates (4*top_k, at least 40) are fetched by rowid and scored exactly, like the exact
+  path's. Default: exact below EXACT_LINE values (2M rows of 512: at most about 60 ms a query,
+  little to gain), approximate at 0.95 above it.
+  A WHERE: up to NARROW_SELECTION kept rows are scored exactly (reading them is cheaper than
+  probing); more are searched with faiss's ID bitmap of the kept rows and the probes divided by
+  the share kept, and if fewer than top_k kept rows come back, exactly. Staleness is checked as
+  for the exact index (change token, fingerprint, counts and rowids of the fetched rows).
+* Memory (engine._over_budget). The session's ``search_memory`` (a third of the machine's memory
+  by default) bounds what the index cache holds; an exact index that would not fit (3 bytes per
+  value) is not built: the exact answer is then read from DuckDB in batches, keeping the best
+  rows so far (slow, bounded). The approximate index counts only what is not memory-mapped.
 """
 
+from .approximate import ApproximateIndex, build_approximate
 from .codes import Quantised, quantise
 from .engine import Ranking, Source, clear, search
 from .exact import exact_scores, rank, to_matrix, unit_vector
@@ -97,6 +134,7 @@ from .scan import TableScan, recognise_scan
 from .stored import IndexKey, IndexStore, UnusableIndex
 
 __all__ = [
+    "ApproximateIndex",
     "CompactIndex",
     "IndexKey",
     "IndexStore",
@@ -106,6 +144,7 @@ __all__ = [
     "Source",
     "TableScan",
     "UnusableIndex",
+    "build_approximate",
     "build_index",
     "clear",
     "exact_scores",
