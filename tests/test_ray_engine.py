@@ -158,6 +158,26 @@ def test_the_engine_setting_comes_from_thanosql_engine(workspace, monkeypatch):
         assert session.settings.engine == "ray"
 
 
+def test_config_thanosqlmagic_engine_sets_the_sessions_engine_and_refuses_others(workspace, monkeypatch, caplog):
+    from IPython.testing.globalipapp import start_ipython
+
+    monkeypatch.setenv("THANOSQL_WORKSPACE", str(workspace))
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "thanosql")
+    magic = ip.magics_manager.registry["ThanoSQLMagic"]
+    magic._session = None
+    try:
+        ip.run_line_magic("config", "ThanoSQLMagic.engine = 'ray'")
+        assert magic.session.settings.engine == "ray"
+        ip.run_cell("%config ThanoSQLMagic.engine = 'spark'")  # %config logs what the setting refused
+        assert "unknown engine 'spark'" in caplog.text and "Traceback" not in caplog.text
+        assert magic.session.settings.engine == "ray"
+    finally:
+        magic.engine = None
+        magic.session.close()
+        magic._session = None
+
+
 def test_asking_for_ray_without_ray_installed_names_the_install_command(tmp_path):
     # A child process in which `import ray` fails, as where the extra is not installed.
     script = textwrap.dedent(
