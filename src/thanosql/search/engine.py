@@ -7,7 +7,6 @@ token and path), never a session.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -26,8 +25,9 @@ from .approximate import ApproximateIndex, Setting, build_approximate
 from .codes import quantise
 from .exact import check_dimension, exact_scores, rank, to_matrix
 from .index import CompactIndex, StaleIndex, build_index
-from .scan import COUNT_ALIAS, HITS_RELATION, ROWID_ALIAS, TableScan, recognise_scan, scalar
+from .scan import TableScan, recognise_scan
 from .stored import IndexKey, IndexStore, UnusableIndex
+from .tables import Fallback, appended_rows, fetch_rowids, row_count, row_groups, run, table_fingerprint, tail_digest
 
 # Rows per Arrow batch while an index is read from DuckDB (the float32 column never whole).
 INDEX_BATCH_ROWS = 32768
@@ -42,14 +42,8 @@ EXACT_LINE = 1 << 30
 # A WHERE keeping at most this many rows of an approximately searched table is answered exactly
 # over those rows (reading them costs less than probing most of the index for them).
 NARROW_SELECTION = 50_000
-# Rows re-read at the end of an indexed table to recognise that rows were only appended since.
-TAIL_ROWS = 131_072
 # Rows read for training and calibrating an approximate index.
 SAMPLE_ROWS_MAX = 200_000
-
-
-class _Fallback(Exception):
-    """The indexed path cannot answer this query (a view, a rowid column, ...): search directly."""
 
 
 @dataclass
@@ -147,7 +141,7 @@ def search(
                     ranking = _search_indexed(source, scan, column, query, top_k, keep_input_order, span)
                 ranking.exact_because = because
                 return ranking
-            except _Fallback:
+            except Fallback:
                 pass
         elif recall is not None and recall < 1:
             because = "the rows searched are not a plain scan of one stored table"
@@ -205,7 +199,7 @@ def _search_indexed(source: Source, scan: TableScan, column, query, top_k, keep_
             scores = exact_scores(matrix, present, query)
             order = rank(scores, top_k, keep_input_order)
             return Ranking(rows.take(order), scores[order], "index", len(candidates), index_from=origin)
-    raise _Fallback("the table changes under the index")
+    raise Fallback("the table changes under the index")
 
 
 def _cached_index(source: Source, connection, scan: TableScan, column: str, rebuild: bool) -> tuple[CompactIndex, str]:
@@ -225,14 +219,14 @@ def _cached_index(source: Source, connection, scan: TableScan, column: str, rebu
             if token is None or token != entry.token:
                 # Something was written since, perhaps another table: keep the index if this
                 # table is the same, with the same rows and storage.
-                if _fingerprint(connection, scan) == entry.fingerprint:
+                if table_fingerprint(connection, scan) == entry.fingerprint:
                     entry.token = token
                 else:
                     entry = None
             if entry is not None:  # the fetch still checks the row count
                 return entry.index, "memory"
         cache.drop(key)
-        fingerprint = _fingerprint(connection, scan)
+        fingerprint = table_fingerprint(connection, scan)
         index, origin = _stored_or_built(source, connection, scan, column, fingerprint, rebuild)
         cache.put(key, CachedIndex(index, token, fingerprint))
         return index, origin
@@ -257,7 +251,7 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
             try:
                 index, manifest = store.load(key, None)
                 if manifest["fingerprint"] != _as_plain(fingerprint):
-                    new_rows = _appended_rows(
+                    new_rows = appended_rows(
                         connection, scan, source_column, manifest, int(index.rowids[-1]), fingerprint
                     )
                     index = index.with_rows(
@@ -274,14 +268,14 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
         index = _read_index(connection, scan, source_column, rows=fingerprint[-1])
         # Saved only if the table did not change while it was read (another thread of this
         # process may write it meanwhile): an index saved is the table's at ``fingerprint``.
-        if len(index) and _fingerprint(connection, scan) == fingerprint:
+        if len(index) and table_fingerprint(connection, scan) == fingerprint:
             _save_exact(connection, store, key, scan, source_column, fingerprint, index)
         return index, "built"
 
 
 def _save_exact(connection, store, key, scan, source_column, fingerprint, index) -> None:
     try:
-        groups = [_row_groups(connection, scan), _tail_digest(connection, scan, source_column, int(index.rowids[-1]))]
+        groups = [row_groups(connection, scan), tail_digest(connection, scan, source_column, int(index.rowids[-1]))]
         store.save(key, fingerprint, index, groups)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
@@ -291,7 +285,7 @@ def _read_index_of(connection, sql: str, rows: int, source_column: str) -> Compa
     try:
         reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
     except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     try:
         return build_index(reader, rows, source_column)
     finally:
@@ -309,72 +303,23 @@ def _stored_key(source: Source, fingerprint: tuple, source_column: str) -> tuple
     return IndexStore(Path(path).parent), IndexKey(tuple(tables[0]), source_column.lower())
 
 
-def _fingerprint(connection, scan: TableScan) -> tuple:
-    """What changes when the scan's table is written: its row count and its storage layout
-    (DuckDB stores an inserted row, and an updated list or array row, as a new row in a new or
-    longer segment; a table made again is written to other blocks), with each segment's min/max
-    statistics (a table made again in the same blocks has other values). Not the catalog's oid: DuckDB
-    numbers tables afresh each time it opens the file, and the file is opened for each statement.
-    About 0.15 s at a million rows of 512 values, paid only after a write. Raises _Fallback for
-    anything but a stored table (a view, a registered frame, a file read by name): only stored
-    tables have stable rows.
-
-    ``((database, schema, table) of each table the name matches, layout digest, row count)``: plain
-    values, the same in every process, so that stored.py keeps it in an index's manifest."""
-    table = scan.node["from_table"]
-    parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
-    qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
-    try:
-        identity = connection.execute(
-            "SELECT (SELECT list([database_name, schema_name, table_name] ORDER BY table_oid) FROM duckdb_tables() "
-            "        WHERE lower(table_name) = lower($1) AND ($2 = '' OR lower(schema_name) = lower($2)) "
-            "        AND ($3 = '' OR lower(database_name) = lower($3))), "
-            "       (SELECT list(hash(column_name, column_path, row_group_id, segment_type, start, count, "
-            "                         has_updates, block_id, block_offset, stats) "
-            "                    ORDER BY column_id, column_path, row_group_id, segment_id) "
-            "        FROM pragma_storage_info($4))",
-            [parts[2], parts[1], parts[0], qualified],
-        ).fetchall()[0]
-    except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
-    if not identity[0]:
-        raise _Fallback("not a stored table")
-    layout = hashlib.sha256(json.dumps(identity[1] or []).encode()).hexdigest()
-    tables = tuple(tuple(names) for names in identity[0])
-    return (tables, layout, _row_count(connection, scan))
-
-
-def _run(connection, sql: str) -> pa.Table:
-    try:
-        return connection.sql(sql).to_arrow_table()
-    except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
-
-
-def _row_count(connection, scan: TableScan) -> int:
-    try:
-        return int(scalar(connection, scan.query("count", connection), []))
-    except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
-
-
 def _read_index(connection, scan: TableScan, source_column: str, rows: int) -> CompactIndex:
     """The index of ``source_column`` of the scan's stored table of ``rows`` rows."""
     try:
         names = connection.sql(scan.query("columns", connection)).columns
     except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     # A real column named rowid hides DuckDB's row identifier.
     if any(name.lower() == "rowid" for name in names):
-        raise _Fallback("the table has a column named rowid")
+        raise Fallback("the table has a column named rowid")
     try:
         reader = connection.sql(scan.query("index", connection, source_column)).to_arrow_reader(INDEX_BATCH_ROWS)
     except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     try:
         return build_index(reader, rows, source_column)
     except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     finally:
         reader.close()  # an unread result would block the connection
 
@@ -384,7 +329,7 @@ def _filtered_positions(connection, scan: TableScan, index: CompactIndex) -> np.
     if not scan.has_filter:
         return None
     sql = scan.query("mask", connection)
-    rowids = _run(connection, sql).column(0).to_numpy().astype(np.int64)
+    rowids = run(connection, sql).column(0).to_numpy().astype(np.int64)
     if len(rowids) == 0:
         return np.zeros(0, dtype=np.int64)
     positions = np.clip(np.searchsorted(index.rowids, rowids), 0, max(len(index) - 1, 0))
@@ -410,7 +355,7 @@ def _with_missing_rows(index: CompactIndex, positions, candidates: np.ndarray, t
 def _fetch(connection, scan: TableScan, index: CompactIndex, positions: np.ndarray) -> pa.Table:
     """The scan's rows at ``positions`` (ascending), in that order, with the columns the scan
     selects. Raises StaleIndex if rows are missing or the table no longer has the index's count."""
-    return _fetch_rowids(connection, scan, index.rowids[positions], len(index))
+    return fetch_rowids(connection, scan, index.rowids[positions], len(index))
 
 
 def _check_still_matches(index: CompactIndex, column, positions: np.ndarray, name: str) -> None:
@@ -459,7 +404,7 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
                     return f"no probe count of the index was measured to keep recall {recall:g}"
                 allowed = None
                 if scan.has_filter:
-                    rowids = _run(connection, scan.query("mask", connection)).column(0).to_numpy().astype(np.int64)
+                    rowids = run(connection, scan.query("mask", connection)).column(0).to_numpy().astype(np.int64)
                     if len(rowids) <= max(NARROW_SELECTION, 4 * top_k):
                         return "the WHERE keeps few enough rows to score them all"
                     if rowids.max() > index.max_rowid:
@@ -468,7 +413,7 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
                     allowed[rowids] = True
                 unit = query / np.linalg.norm(query)
                 candidates = np.sort(index.candidates(unit, top_k, setting, allowed))
-                fetched = _fetch_rowids(connection, scan, candidates, index.rows)
+                fetched = fetch_rowids(connection, scan, candidates, index.rows)
             except StaleIndex:
                 continue
             matrix, present = to_matrix(fetched.column(column), column, span)
@@ -485,17 +430,17 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
                 recall=recall,
                 setting=setting,
             )
-    raise _Fallback("the table changes under the index")
+    raise Fallback("the table changes under the index")
 
 
 def _rows_now(source: Source, connection, scan: TableScan, token) -> int:
     """The scan's table's row count, remembered while the database's change token stays."""
     if token is None:
-        return _row_count(connection, scan)
+        return row_count(connection, scan)
     key = ("rows", scan.key, token)
     found = source.scans.get(key)
     if found is None:
-        found = _row_count(connection, scan)
+        found = row_count(connection, scan)
         source.scans.put(key, found)
     return found
 
@@ -514,12 +459,12 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
         if entry is not None and not rebuild:
             if token is not None and token == entry.token:
                 return entry.index, "memory"
-            fingerprint = _fingerprint(connection, scan)
+            fingerprint = table_fingerprint(connection, scan)
             if fingerprint == entry.fingerprint:
                 entry.token = token
                 return entry.index, "memory"
         else:
-            fingerprint = _fingerprint(connection, scan)
+            fingerprint = table_fingerprint(connection, scan)
         cache.drop(key)
         stored = _stored_key(source, fingerprint, source_column)
         if stored is None:
@@ -549,7 +494,7 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
                     index = None  # missing, damaged, stale or not only appended to: built again
             if index is None:
                 index = _build_approximate(connection, scan, source_column, fingerprint[-1])
-                if _fingerprint(connection, scan) == fingerprint:
+                if table_fingerprint(connection, scan) == fingerprint:
                     _save_approximate(connection, store, store_key, scan, source_column, fingerprint, index, None)
                     try:  # the saved copy, memory-mapped: the pages the kernel may drop
                         index = store.load_approximate(store_key, fingerprint)[0]
@@ -565,16 +510,16 @@ def _as_plain(value):
 
 def _save_approximate(connection, store, key, scan, source_column, fingerprint, index, kept) -> None:
     try:
-        tail = _tail_digest(connection, scan, source_column, index.max_rowid)
-        store.save_approximate(key, fingerprint, index, [_row_groups(connection, scan), tail], kept)
+        tail = tail_digest(connection, scan, source_column, index.max_rowid)
+        store.save_approximate(key, fingerprint, index, [row_groups(connection, scan), tail], kept)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
 
 
 def _appended(connection, scan, source_column, index: ApproximateIndex, manifest: dict, fingerprint: tuple):
     """``index`` (the workspace's, of an earlier state of the table) with the rows appended since
-    added as a delta; StaleIndex unless the table only had rows appended (_appended_rows)."""
-    sql = _appended_rows(connection, scan, source_column, manifest, index.max_rowid, fingerprint)
+    added as a delta; StaleIndex unless the table only had rows appended (appended_rows)."""
+    sql = appended_rows(connection, scan, source_column, manifest, index.max_rowid, fingerprint)
     reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
     try:
         read = index.with_rows(reader, fingerprint[-1], source_column)
@@ -583,60 +528,6 @@ def _appended(connection, scan, source_column, index: ApproximateIndex, manifest
     if manifest["rows"] + read != fingerprint[-1]:
         raise StaleIndex("rows were removed as well")
     return index
-
-
-def _appended_rows(connection, scan, source_column: str, manifest: dict, max_rowid: int, fingerprint: tuple) -> str:
-    """The SQL of the rows appended to the table since the index of ``manifest`` was saved (its
-    last rowid ``max_rowid``); StaleIndex unless rows were only appended: the row groups the table
-    had are unchanged but the last (which appends fill), whose last rows read again are the same,
-    and there are as many rows after ``max_rowid`` as the table has more rows."""
-    groups, tail = manifest["groups"]
-    now = _row_groups(connection, scan)
-    rows = fingerprint[-1]
-    if rows <= manifest["rows"] or len(now) < len(groups) or now[: len(groups) - 1] != groups[:-1]:
-        raise StaleIndex("not an append")
-    if _tail_digest(connection, scan, source_column, max_rowid) != tail:
-        raise StaleIndex("the last rows changed")
-    sql = f"SELECT * FROM ({scan.query('index', connection, source_column)}) WHERE rowid > {int(max_rowid)}"
-    if scalar(connection, f"SELECT count(*) FROM ({sql})", []) != rows - manifest["rows"]:
-        raise StaleIndex("rows were removed as well")
-    return sql
-
-
-def _row_groups(connection, scan: TableScan) -> list:
-    """A digest of each row group's storage (every column's segments and their statistics)."""
-    table = scan.node["from_table"]
-    parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
-    qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
-    found = connection.execute(
-        "SELECT row_group_id, hash(list(hash(column_name, column_path, segment_type, start, count, has_updates, "
-        "block_id, block_offset, stats) ORDER BY column_id, column_path, segment_id)) "
-        "FROM pragma_storage_info($1) GROUP BY row_group_id ORDER BY row_group_id",
-        [qualified],
-    ).fetchall()
-    return [[int(group), str(digest)] for group, digest in found]
-
-
-def _tail_digest(connection, scan: TableScan, source_column: str, max_rowid: int) -> str:
-    """sha256 of the rowids and embeddings of the last TAIL_ROWS rowids up to ``max_rowid``."""
-    sql = scan.query("index", connection, source_column)
-    hasher = hashlib.sha256()
-    low, high = int(max_rowid) - TAIL_ROWS, int(max_rowid)
-    reader = connection.sql(f"SELECT * FROM ({sql}) WHERE rowid > {low} AND rowid <= {high} ORDER BY rowid")
-    reader = reader.to_arrow_reader(INDEX_BATCH_ROWS)
-    try:
-        for batch in reader:
-            hasher.update(batch.column(0).to_numpy().astype(np.int64).tobytes())
-            values = batch.column(1)
-            hasher.update(values.to_string().encode() if values.null_count else _flat_bytes(values))
-    finally:
-        reader.close()
-    return hasher.hexdigest()
-
-
-def _flat_bytes(values) -> bytes:
-    matrix, _ = to_matrix(values, "embedding")
-    return np.ascontiguousarray(matrix).tobytes()
 
 
 def _build_approximate(connection, scan: TableScan, source_column: str, rows: int) -> ApproximateIndex:
@@ -651,12 +542,12 @@ def _build_approximate(connection, scan: TableScan, source_column: str, rows: in
         sample = connection.sql(f"{sql} USING SAMPLE reservoir({int(wanted)} ROWS) REPEATABLE (7)").to_arrow_table()
         reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
     except duckdb.Error as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     bar = progress_bar(total=rows, desc="Building the search index", unit="rows", leave=False)
     try:
         return build_approximate(sample.combine_chunks(), reader, rows, source_column, on_progress=_advance(bar))
     except ValueError as exc:
-        raise _Fallback(str(exc)) from exc
+        raise Fallback(str(exc)) from exc
     finally:
         reader.close()
         bar.close()
@@ -669,32 +560,12 @@ def _advance(bar):
     return advance
 
 
-def _fetch_rowids(connection, scan: TableScan, rowids: np.ndarray, rows: int) -> pa.Table:
-    """The scan's rows of ``rowids`` (ascending), in that order; StaleIndex if one is missing or
-    the table no longer has ``rows`` rows."""
-    sql = scan.query("fetch", connection)
-    connection.register(HITS_RELATION, pa.table({"rid": rowids}))
-    try:
-        found = _run(connection, sql)
-    finally:
-        connection.unregister(HITS_RELATION)
-    counts = found.column(COUNT_ALIAS)
-    count = counts[0].as_py() if len(counts) else _row_count(connection, scan)
-    if count != rows:
-        raise StaleIndex("rows were added or removed")
-    got = found.column(ROWID_ALIAS).to_numpy().astype(np.int64)
-    order = np.argsort(got, kind="stable")
-    if not np.array_equal(got[order], rowids):
-        raise StaleIndex("rows are missing or moved")
-    return found.take(order).drop_columns([ROWID_ALIAS, COUNT_ALIAS])
-
-
 def _over_budget(source: Source, scan: TableScan, dim: int) -> bool:
     """Whether the exact index of the scan's table would not fit the memory budget (the index
     cache's, the ``search_memory`` setting): two int8 levels and 24 bytes per row, and the first
     level once more when it is packed for fbgemm."""
     with source.connect() as connection:
-        rows = _row_count(connection, scan)
+        rows = row_count(connection, scan)
     return rows * (3 * dim + 24) > source.indexes.max_bytes
 
 
@@ -706,7 +577,7 @@ def _search_streaming(source: Source, scan: TableScan, sql, column, query, top_k
         try:
             reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
         except duckdb.Error as exc:
-            raise _Fallback(str(exc)) from exc
+            raise Fallback(str(exc)) from exc
         try:
             for batch in reader:
                 table = pa.Table.from_batches([batch])
