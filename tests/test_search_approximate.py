@@ -317,3 +317,15 @@ def test_only_an_append_is_added_to_the_stored_index_and_anything_else_rebuilds_
         assert found == best.tolist()
     else:
         assert len(set(found) & set(best.tolist())) >= 8
+
+
+def test_the_indexes_of_a_dropped_table_are_removed_when_another_index_is_saved(session, workspace, vectors):
+    query = clustered(1, seed=23)[0]
+    searched(session, query, recall=1)
+    searched(session, query, recall=0.9)
+    assert len(list((workspace / INDEX_FOLDER).iterdir())) >= 2
+    write_table(session, vectors[:1000], name="other")
+    session.execute("DROP TABLE t")
+    engine.search(engine.Source.of(session), "SELECT * FROM other", "emb", query, top_k=10)
+    kept = [p.name for p in (workspace / INDEX_FOLDER).iterdir() if not p.name.startswith(".")]
+    assert len(kept) == 1 and kept[0].startswith("other_emb.")

@@ -277,8 +277,15 @@ def _save_exact(connection, store, key, scan, source_column, fingerprint, index)
     try:
         groups = [row_groups(connection, scan), tail_digest(connection, scan, source_column, int(index.rowids[-1]))]
         store.save(key, fingerprint, index, groups)
+        _prune(connection, store, key)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
+
+
+def _prune(connection, store: IndexStore, key: IndexKey) -> None:
+    """Remove the stored indexes of the database's dropped tables (when an index is saved)."""
+    found = connection.execute("SELECT database_name, schema_name, table_name FROM duckdb_tables()").fetchall()
+    store.prune(key.table[0], {tuple(row) for row in found})
 
 
 def _read_index_of(connection, sql: str, rows: int, source_column: str) -> CompactIndex:
@@ -512,6 +519,7 @@ def _save_approximate(connection, store, key, scan, source_column, fingerprint, 
     try:
         tail = tail_digest(connection, scan, source_column, index.max_rowid)
         store.save_approximate(key, fingerprint, index, [row_groups(connection, scan), tail], kept)
+        _prune(connection, store, key)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
 

@@ -237,6 +237,19 @@ class IndexStore:
             (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
             self.folders.put(folder, name)
 
+    def prune(self, database: str, tables: set[tuple[str, ...]]) -> list[str]:
+        """Remove the indexes of database ``database``'s tables that are not in ``tables`` (the
+        tables it has now: dropped ones leave their indexes behind). Returns the folders removed."""
+        removed = []
+        for name in self.folders.names():
+            try:
+                table = tuple(_read_manifest(self.folders.root / name)["table"])
+            except (UnusableIndex, TypeError, KeyError):
+                continue
+            if table and table[0] == database and table not in tables and self.folders.remove(name):
+                removed.append(name)
+        return removed
+
     def recover(self) -> list[str]:
         """Remove what killed writers left (FolderStore.recover)."""
         return self.folders.recover()
