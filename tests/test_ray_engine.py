@@ -228,3 +228,52 @@ def test_build_model_on_ray_with_one_worker_equals_the_local_engine(tiny, notice
     largest = max(float((local[k].float() - on_ray[k].float()).abs().max()) for k in local)
     assert largest < TRAINING_TOLERANCE
     assert not (tiny.workspace / "thanosql-ray").exists()
+
+
+class one_torch_thread:
+    """This process's torch on one thread, as the Ray workers are: the same sums in the same order."""
+
+    def __enter__(self):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *_):
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def clip_weights(session, name):
+    from thanosql.models.clip import read_clip_model
+
+    return read_clip_model(session.models.get(name))[0].state_dict()
+
+
+def largest_difference(first: dict, second: dict) -> float:
+    assert first.keys() == second.keys()
+    return max(float((first[k].float() - second[k].float()).abs().max()) for k in first)
+
+
+def test_build_model_using_clip_on_ray_with_one_worker_equals_the_local_engine(tiny, notices):
+    query = (
+        "BUILD MODEL {} USING CLIP OPTIONS (image_col='image_path', text_col='caption', max_epochs=1, batch_size=4, "
+        "seed=5{}) AS SELECT * FROM pics ORDER BY n"
+    )
+    with one_torch_thread():
+        tiny.execute(query.format("clip_here", ""))
+    tiny.execute(query.format("clip_there", ", engine='ray'"))
+    assert any("on Ray: 1 worker" in str(n) for n in notices)
+    assert largest_difference(clip_weights(tiny, "clip_here"), clip_weights(tiny, "clip_there")) < TRAINING_TOLERANCE
+
+
+def test_fit_model_on_ray_with_one_worker_continues_as_the_local_engine(tiny):
+    build = "BUILD MODEL base USING SimCLR OPTIONS (max_epochs=1, batch_size=4, input_size=16, seed=5) AS SELECT * FROM pics"
+    fit = "FIT MODEL {} USING base OPTIONS (max_epochs=1{}) AS SELECT * FROM pics ORDER BY n"
+    with one_torch_thread():
+        tiny.execute(build)
+        tiny.execute(fit.format("fit_here", ""))
+    tiny.execute(fit.format("fit_there", ", engine='ray'"))
+    assert largest_difference(weights(tiny, "fit_here"), weights(tiny, "fit_there")) < TRAINING_TOLERANCE
+    assert largest_difference(weights(tiny, "base"), weights(tiny, "fit_here")) > 0  # it did train
