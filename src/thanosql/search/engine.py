@@ -27,10 +27,18 @@ from .exact import check_dimension, exact_scores, rank, to_matrix
 from .index import CompactIndex, StaleIndex, build_index
 from .scan import TableScan, recognise_scan
 from .stored import IndexKey, IndexStore, UnusableIndex
-from .tables import Fallback, appended_rows, fetch_rowids, row_count, row_groups, run, table_fingerprint, tail_digest
+from .tables import (
+    Fallback,
+    appended_rows,
+    batches,
+    fetch_rowids,
+    row_count,
+    row_groups,
+    run,
+    table_fingerprint,
+    tail_digest,
+)
 
-# Rows per Arrow batch while an index is read from DuckDB (the float32 column never whole).
-INDEX_BATCH_ROWS = 32768
 # Fetched rows re-quantised per search to check the index is still current.
 STALE_CHECK_ROWS = 128
 # Up to this many selected rows are scored exactly without screening (fetching them is cheap).
@@ -289,14 +297,8 @@ def _prune(connection, store: IndexStore, key: IndexKey) -> None:
 
 
 def _read_index_of(connection, sql: str, rows: int, source_column: str) -> CompactIndex:
-    try:
-        reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
-    except duckdb.Error as exc:
-        raise Fallback(str(exc)) from exc
-    try:
+    with batches(connection, sql) as reader:
         return build_index(reader, rows, source_column)
-    finally:
-        reader.close()
 
 
 def _stored_key(source: Source, fingerprint: tuple, source_column: str) -> tuple[IndexStore, IndexKey] | None:
@@ -319,16 +321,7 @@ def _read_index(connection, scan: TableScan, source_column: str, rows: int) -> C
     # A real column named rowid hides DuckDB's row identifier.
     if any(name.lower() == "rowid" for name in names):
         raise Fallback("the table has a column named rowid")
-    try:
-        reader = connection.sql(scan.query("index", connection, source_column)).to_arrow_reader(INDEX_BATCH_ROWS)
-    except duckdb.Error as exc:
-        raise Fallback(str(exc)) from exc
-    try:
-        return build_index(reader, rows, source_column)
-    except duckdb.Error as exc:
-        raise Fallback(str(exc)) from exc
-    finally:
-        reader.close()  # an unread result would block the connection
+    return _read_index_of(connection, scan.query("index", connection, source_column), rows, source_column)
 
 
 def _filtered_positions(connection, scan: TableScan, index: CompactIndex) -> np.ndarray | None:
@@ -528,11 +521,8 @@ def _appended(connection, scan, source_column, index: ApproximateIndex, manifest
     """``index`` (the workspace's, of an earlier state of the table) with the rows appended since
     added as a delta; StaleIndex unless the table only had rows appended (appended_rows)."""
     sql = appended_rows(connection, scan, source_column, manifest, index.max_rowid, fingerprint)
-    reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
-    try:
+    with batches(connection, sql) as reader:
         read = index.with_rows(reader, fingerprint[-1], source_column)
-    finally:
-        reader.close()
     if manifest["rows"] + read != fingerprint[-1]:
         raise StaleIndex("rows were removed as well")
     return index
@@ -546,18 +536,15 @@ def _build_approximate(connection, scan: TableScan, source_column: str, rows: in
     sql = scan.query("index", connection, source_column)
     wanted = min(rows, max(approx.TRAINING_ROWS_PER_LIST * approx.list_count(rows), 2 * approx.CALIBRATION_QUERIES))
     wanted = min(wanted, SAMPLE_ROWS_MAX)
-    try:
-        sample = connection.sql(f"{sql} USING SAMPLE reservoir({int(wanted)} ROWS) REPEATABLE (7)").to_arrow_table()
-        reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
-    except duckdb.Error as exc:
-        raise Fallback(str(exc)) from exc
+    with batches(connection, f"{sql} USING SAMPLE reservoir({int(wanted)} ROWS) REPEATABLE (7)") as reader:
+        sample = reader.read_all().combine_chunks()
     bar = progress_bar(total=rows, desc="Building the search index", unit="rows", leave=False)
     try:
-        return build_approximate(sample.combine_chunks(), reader, rows, source_column, on_progress=_advance(bar))
+        with batches(connection, sql) as reader:
+            return build_approximate(sample, reader, rows, source_column, on_progress=_advance(bar))
     except ValueError as exc:
         raise Fallback(str(exc)) from exc
     finally:
-        reader.close()
         bar.close()
 
 
@@ -582,11 +569,7 @@ def _search_streaming(source: Source, scan: TableScan, sql, column, query, top_k
     whose exact index would not fit in memory. Slower (every row is read from DuckDB) but bounded."""
     kept, kept_scores, kept_positions, seen = None, np.zeros(0), np.zeros(0, np.int64), 0
     with source.connect() as connection:
-        try:
-            reader = connection.sql(sql).to_arrow_reader(INDEX_BATCH_ROWS)
-        except duckdb.Error as exc:
-            raise Fallback(str(exc)) from exc
-        try:
+        with batches(connection, sql) as reader:
             for batch in reader:
                 table = pa.Table.from_batches([batch])
                 found = table.schema.get_all_field_indices(column)
@@ -603,8 +586,6 @@ def _search_streaming(source: Source, scan: TableScan, sql, column, query, top_k
                     positions = np.concatenate([kept_positions, positions])
                 order = rank(scores, top_k, False)
                 kept, kept_scores, kept_positions = table.take(order), scores[order], positions[order]
-        finally:
-            reader.close()
     if kept is None:
         return _search_direct(source, sql, column, query, top_k, keep_input_order, span)
     order = np.argsort(kept_positions, kind="stable") if keep_input_order else np.arange(len(kept_scores))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import duckdb
 import numpy as np
@@ -20,6 +22,8 @@ from .scan import COUNT_ALIAS, HITS_RELATION, ROWID_ALIAS, TableScan, scalar
 
 # Rows per Arrow batch while a table's column is read.
 BATCH_ROWS = 32768
+# DuckDB's memory limit while a whole table is read for the engine (see batches).
+SCAN_MEMORY = "1GiB"
 # Rows re-read at the end of an indexed table to recognise that rows were only appended since.
 TAIL_ROWS = 131_072
 
@@ -114,15 +118,11 @@ def tail_digest(connection, scan: TableScan, source_column: str, max_rowid: int)
     sql = scan.query("index", connection, source_column)
     hasher = hashlib.sha256()
     low, high = int(max_rowid) - TAIL_ROWS, int(max_rowid)
-    reader = connection.sql(f"SELECT * FROM ({sql}) WHERE rowid > {low} AND rowid <= {high} ORDER BY rowid")
-    reader = reader.to_arrow_reader(BATCH_ROWS)
-    try:
+    with batches(connection, f"SELECT * FROM ({sql}) WHERE rowid > {low} AND rowid <= {high} ORDER BY rowid") as reader:
         for batch in reader:
             hasher.update(batch.column(0).to_numpy().astype(np.int64).tobytes())
             values = batch.column(1)
             hasher.update(values.to_string().encode() if values.null_count else _flat_bytes(values))
-    finally:
-        reader.close()
     return hasher.hexdigest()
 
 
@@ -149,3 +149,28 @@ def fetch_rowids(connection, scan: TableScan, rowids: np.ndarray, rows: int) -> 
     if not np.array_equal(got[order], rowids):
         raise StaleIndex("rows are missing or moved")
     return found.take(order).drop_columns([ROWID_ALIAS, COUNT_ALIAS])
+
+
+@contextmanager
+def batches(connection, sql: str) -> Iterator[pa.RecordBatchReader]:
+    """The rows of ``sql`` as Arrow batches of BATCH_ROWS, closed on leaving (an unread result
+    would block the connection). DuckDB keeps every block a scan reads in its buffer pool, up to
+    its memory limit (80% of the machine by default): a table read whole for an index would stay
+    in this process's memory (2 GB at a million rows of 512 values). The limit is lowered to
+    SCAN_MEMORY meanwhile (it is DuckDB's, for this process's database) and put back after.
+    Fallback when DuckDB cannot run ``sql``."""
+    limit = connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    connection.execute(f"SET memory_limit = '{SCAN_MEMORY}'")
+    try:
+        try:
+            reader = connection.sql(sql).to_arrow_reader(BATCH_ROWS)
+        except duckdb.Error as exc:
+            raise Fallback(str(exc)) from exc
+        try:
+            yield reader
+        except duckdb.Error as exc:
+            raise Fallback(str(exc)) from exc
+        finally:
+            reader.close()
+    finally:
+        connection.execute(f"SET memory_limit = '{limit}'")
