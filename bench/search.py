@@ -403,7 +403,7 @@ def print_clustered(result: dict) -> None:
     r = result
     print(f"\n{r['rows']:,} clustered rows:")
     print(
-        f"  ours, default ({r['method']}, {r['setting']}): {r['ours_ms']:.2f} ms median, recall@10 {r['ours_recall']:.3f}"
+        f"  ours, {r['asked']} ({r['method']}, {r['setting']}): {r['ours_ms']:.2f} ms median, recall@10 {r['ours_recall']:.3f}"
     )
     if "faiss_ms" in r:
         print(
@@ -420,7 +420,8 @@ def print_clustered(result: dict) -> None:
     if "duckdb_ms" in r:
         print(f"  DuckDB array_cosine_similarity scan: {r['duckdb_ms']:.1f} ms")
     print(
-        f"  index build {r['build_s']:.1f} s (build peak +{r['build_peak_mb']:.0f} MB), index on disk {r['index_mb']:.0f} MB"
+        f"  approximate index build {r['build_s']:.1f} s (peak +{r['build_peak_mb']:.0f} MB), {r['index_mb']:.0f} MB "
+        f"on disk; exact index {r['exact_index_mb']:.0f} MB on disk"
     )
     print(
         f"  new process: first query {r['new_first_s']:.2f} s (index from {r['new_from']}; import {r['new_import_s']:.2f} s), "
