@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,3 +156,34 @@ def test_kept_embeddings_stay_within_their_bound_oldest_first(workspace, checkpo
 def test_a_negative_bound_is_a_clear_error(workspace):
     with pytest.raises(thanosql.ThanoSQLError, match="reuse_bytes must be a number of bytes"):
         thanosql.connect(workspace, reuse_bytes=-1)
+
+
+# A CONVERT in a process of its own that kills itself (-9) once the shard of kept embeddings is
+# written but before it is put in place: what a crash between those two steps leaves.
+KILLED_WHILE_KEEPING = """
+import os, signal, sys
+import thanosql
+from thanosql import reuse
+
+def replace_then_never(source, target):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+reuse.os.replace = replace_then_never
+with thanosql.connect(sys.argv[1], offline=True, progress=False, notify=lambda _: None) as session:
+    session.execute(sys.argv[2])
+"""
+
+
+def test_a_convert_killed_while_keeping_its_embeddings_leaves_nothing_reused_and_its_leftover_is_removed(tiny, notices):
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_KEEPING, str(tiny.workspace), CONVERT], capture_output=True, timeout=120
+    )
+    assert done.returncode == -9
+    (partial,) = (tiny.workspace / FOLDER).rglob("*.partial")
+    answer = embeddings(tiny.execute(CONVERT))
+    assert not any("reused the embeddings of 8" in str(n) for n in notices)  # the cut shard is never read
+    same_as_fresh(answer, tiny.workspace)
+    old = partial.stat().st_mtime - 120  # a killed writer's leftover, older than a minute
+    os.utime(partial, (old, old))
+    tiny.execute(CONVERT)
+    assert not partial.exists()

@@ -276,13 +276,13 @@ def test_a_memory_budget_that_is_not_a_number_is_refused(workspace):
         thanosql.connect(workspace, search_memory="lots")
 
 
-def test_the_manifest_records_the_calibration_and_the_tables_row_groups(session, workspace):
+def test_the_manifest_records_the_calibration_and_the_seal_of_the_table(session, workspace):
     searched(session, clustered(1, seed=20)[0])
     manifest = json.loads((approximate_folder(workspace) / MANIFEST_FILE).read_text())
     calibration = manifest["calibrations"]["10"]
     assert calibration["probes"] == [2**i for i in range(len(calibration["probes"]))]
     assert calibration["lower"][-1] >= 0.999 or calibration["probes"][-1] == manifest_lists(manifest)
-    assert manifest["indexed"] == ROWS and manifest["groups"][0]
+    assert manifest["indexed"] == ROWS and manifest["seal"]["last_rowid"] == ROWS - 1
 
 
 @pytest.mark.parametrize("recall", [1, 0.9], ids=["exact", "approximate"])
@@ -292,8 +292,16 @@ def test_the_manifest_records_the_calibration_and_the_tables_row_groups(session,
         ("", "appended"),
         ("DELETE FROM t WHERE id = 5", "built"),
         (f"UPDATE t SET emb = (SELECT emb FROM t WHERE id = 0) WHERE id = {ROWS - 3}", "built"),
+        ("UPDATE t SET emb = (SELECT emb FROM t WHERE id = 9) WHERE id = 2", "built"),
+        ("UPDATE t SET share = share + 1 WHERE id = 2", "appended"),
     ],
-    ids=["append only", "a delete as well", "an update of a last row as well"],
+    ids=[
+        "append only",
+        "a delete as well",
+        "an update of a last row as well",
+        "an update of a first row as well",
+        "an update of another column as well",
+    ],
 )
 def test_only_an_append_is_added_to_the_stored_index_and_anything_else_rebuilds_it(
     session, vectors, recall, other_write, index_from
@@ -310,13 +318,22 @@ def test_only_an_append_is_added_to_the_stored_index_and_anything_else_rebuilds_
     with session.connect() as connection:
         table = connection.sql("SELECT id, emb FROM t").to_arrow_table()
     now = np.asarray(table.column("emb").combine_chunks().values).reshape(-1, DIM)
-    scores = now.astype(np.float64) @ query.astype(np.float64)
-    best = table.column("id").to_numpy()[np.argsort(-scores, kind="stable")[:10]]
-    found = found_ids(ranking)
-    if recall == 1:
-        assert found == best.tolist()
-    else:
-        assert len(set(found) & set(best.tolist())) >= 8
+    ids = table.column("id").to_numpy()
+    position = {int(i): n for n, i in enumerate(ids)}
+    recalls = []
+    for number, probe in enumerate([query, *clustered(19, seed=24)]):
+        scores = now.astype(np.float64) @ probe.astype(np.float64)
+        best = ids[np.argsort(-scores, kind="stable")[:10]].tolist()
+        answer = ranking if number == 0 else searched(session, probe, recall=recall)
+        found = found_ids(answer)
+        # Fresh: every row found is the table's row now, with its cosine now.
+        np.testing.assert_allclose(answer.scores, scores[[position[i] for i in found]], atol=1e-6)
+        if recall == 1:
+            assert found == best
+        recalls.append(len(set(found) & set(best)) / 10)
+    # The promise is kept on average (test_the_promised_recall_is_met... measures it on 100
+    # queries); 20 queries give its mean within about 0.1.
+    assert np.mean(recalls) >= recall - 0.1
 
 
 def test_the_indexes_of_a_dropped_table_are_removed_when_another_index_is_saved(session, workspace, vectors):
@@ -329,3 +346,17 @@ def test_the_indexes_of_a_dropped_table_are_removed_when_another_index_is_saved(
     engine.search(engine.Source.of(session), "SELECT * FROM other", "emb", query, top_k=10)
     kept = [p.name for p in (workspace / INDEX_FOLDER).iterdir() if not p.name.startswith(".")]
     assert len(kept) == 1 and kept[0].startswith("other_emb.")
+
+
+def test_a_table_made_by_many_appends_still_takes_the_next_append_without_a_rebuild(workspace):
+    """Separate large appends leave partial row groups, which DuckDB merges at the checkpoint
+    after the next write: the append is recognised on rowids, not on that layout."""
+    chunks = [clustered(131_072, seed=30 + n) for n in range(3)]
+    with thanosql.connect(workspace, notify=lambda _: None) as session:
+        for number, chunk in enumerate(chunks):
+            session.write_table("t", _as_table(chunk, first_id=number * 131_072), "append")
+        query = clustered(1, seed=33)[0]
+        searched(session, query, recall=1)
+        session.write_table("t", _as_table(clustered(500, seed=34), first_id=3 * 131_072), "append")
+        engine.clear(engine.Source.of(session))
+        assert searched(session, query, recall=1).index_from == "appended"

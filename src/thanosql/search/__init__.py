@@ -89,16 +89,18 @@ Design (why it beats NumPy's brute force, and stays exact):
   an flock (``.<name>.building``) with the database open, so of two processes that want the same
   index, the second waits and reads what the first saved. The in-memory cache stays on top: a
   process that holds the index reads nothing from disk.
-* Appends (engine._appended_rows). A stored index also records the table's row groups (a digest
-  of each one's segments and statistics) and a digest of its last TAIL_ROWS rows. When the
-  table's fingerprint moved, the stored index is extended instead of rebuilt if rows were only
-  appended: every row group but the last is unchanged, the last rows read again have the same
-  digest (an append fills the last row group; an update there would change them), and as many
-  rows follow the index's last rowid as the table gained (a delete elsewhere would leave fewer).
-  Only those rows are read and quantised (an exact index's arrays are then copied once; an
-  approximate index gets a delta file, its earlier files linked into the new folder, not
-  rewritten). Anything else rebuilds. The index of a dropped table stays on disk, unused, until
-  an index of that table and column is saved again.
+* Appends (tables.appended_rows). A stored index also records a seal: the table's last rowid
+  and a digest of 256 rows at rowids spread up to it. DuckDB's rowids stay with their rows (a
+  delete leaves a gap; a checkpoint does not renumber), new rows take rowids above all earlier
+  ones, and an UPDATE of a list or array column deletes the row and inserts it under a new rowid.
+  So when the fingerprint moved, the table had only appends if it has exactly the indexed number
+  of rows up to the sealed last rowid, more after it, and the same sealed rows (not a table made
+  again); then only the rows after the last rowid are read and quantised (an exact index's
+  arrays are then copied once; an approximate index gets a delta file, its earlier files linked
+  into the new folder, not rewritten). Anything else rebuilds. The seal is not DuckDB's storage
+  layout: a checkpoint after an append reorganises it (it merges the partial row groups that
+  separate appends leave), which would make most appends look like rewrites. Indexes of dropped
+  tables are removed when another index is saved.
 * Approximate search (approximate.py, engine._search_approximate). Exact search reads n*d bytes
   a query, whatever kernel does it, so large tables need to read fewer: a faiss IVF index with
   8-bit codes (chosen over usearch's HNSW by bench/ann.py: builds several times faster on two

@@ -33,10 +33,9 @@ from .tables import (
     batches,
     fetch_rowids,
     row_count,
-    row_groups,
     run,
+    seal,
     table_fingerprint,
-    tail_digest,
 )
 
 # Fetched rows re-quantised per search to check the index is still current.
@@ -259,9 +258,7 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
             try:
                 index, manifest = store.load(key, None)
                 if manifest["fingerprint"] != _as_plain(fingerprint):
-                    new_rows = appended_rows(
-                        connection, scan, source_column, manifest, int(index.rowids[-1]), fingerprint
-                    )
+                    new_rows = appended_rows(connection, scan, source_column, manifest, fingerprint)
                     index = index.with_rows(
                         _read_index_of(connection, new_rows, fingerprint[-1] - len(index), source_column)
                     )
@@ -283,8 +280,7 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
 
 def _save_exact(connection, store, key, scan, source_column, fingerprint, index) -> None:
     try:
-        groups = [row_groups(connection, scan), tail_digest(connection, scan, source_column, int(index.rowids[-1]))]
-        store.save(key, fingerprint, index, groups)
+        store.save(key, fingerprint, index, seal(connection, scan, source_column))
         _prune(connection, store, key)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
@@ -510,8 +506,7 @@ def _as_plain(value):
 
 def _save_approximate(connection, store, key, scan, source_column, fingerprint, index, kept) -> None:
     try:
-        tail = tail_digest(connection, scan, source_column, index.max_rowid)
-        store.save_approximate(key, fingerprint, index, [row_groups(connection, scan), tail], kept)
+        store.save_approximate(key, fingerprint, index, seal(connection, scan, source_column), kept)
         _prune(connection, store, key)
     except (OSError, ThanoSQLError):
         pass  # a full disk or a read-only workspace: this search answers all the same
@@ -520,7 +515,7 @@ def _save_approximate(connection, store, key, scan, source_column, fingerprint, 
 def _appended(connection, scan, source_column, index: ApproximateIndex, manifest: dict, fingerprint: tuple):
     """``index`` (the workspace's, of an earlier state of the table) with the rows appended since
     added as a delta; StaleIndex unless the table only had rows appended (appended_rows)."""
-    sql = appended_rows(connection, scan, source_column, manifest, index.max_rowid, fingerprint)
+    sql = appended_rows(connection, scan, source_column, manifest, fingerprint)
     with batches(connection, sql) as reader:
         read = index.with_rows(reader, fingerprint[-1], source_column)
     if manifest["rows"] + read != fingerprint[-1]:

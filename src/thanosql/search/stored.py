@@ -93,7 +93,7 @@ class IndexStore:
 
     def load(self, key: IndexKey, fingerprint: tuple | None) -> tuple[CompactIndex, dict]:
         """The stored index of ``key`` built for the table state ``fingerprint`` (any state when
-        it is None: the caller then checks the manifest's ``groups`` to add appended rows) and its
+        it is None: the caller then checks the manifest's ``seal`` to add appended rows) and its
         manifest, its arrays memory-mapped (copy-on-write, so kernels may take them as writable);
         else UnusableIndex saying why."""
         folder = self.folders.root / key.folder_name
@@ -123,9 +123,9 @@ class IndexStore:
         index.pack_in_background()
         return index, manifest
 
-    def save(self, key: IndexKey, fingerprint: tuple, index: CompactIndex, groups: list | None = None) -> None:
-        """Store ``index`` of ``key``, built for the table state ``fingerprint`` (``groups``: the
-        table's row groups then, to recognise appends later), replacing any index of ``key``
+    def save(self, key: IndexKey, fingerprint: tuple, index: CompactIndex, seal: dict | None = None) -> None:
+        """Store ``index`` of ``key``, built for the table state ``fingerprint`` (``seal``: what
+        recognises an append later, tables.seal), replacing any index of ``key``
         atomically (readers see the old one or the new one, whole)."""
         name = key.folder_name
         with self.folders.staging(name) as folder:
@@ -147,7 +147,7 @@ class IndexStore:
                 "column": key.column,
                 "duckdb": duckdb.__version__,
                 "fingerprint": _as_json(fingerprint),
-                "groups": _as_json(groups),
+                "seal": _as_json(seal),
                 "rows": len(index),
                 "dim": index.dim,
                 "arrays": described,
@@ -159,7 +159,7 @@ class IndexStore:
     def load_approximate(self, key: IndexKey, fingerprint: tuple | None) -> tuple[ApproximateIndex, dict]:
         """The stored approximate index of ``key`` and its manifest, its files memory-mapped by
         faiss; for the table state ``fingerprint``, or for any state when it is None (the caller
-        then checks the manifest's ``groups`` to add appended rows); else UnusableIndex."""
+        then checks the manifest's ``seal`` to add appended rows); else UnusableIndex."""
         import faiss
 
         folder = self.folders.root / key.folder_name
@@ -197,10 +197,10 @@ class IndexStore:
         return index, manifest
 
     def save_approximate(
-        self, key: IndexKey, fingerprint: tuple, index: ApproximateIndex, groups: list, kept: dict | None = None
+        self, key: IndexKey, fingerprint: tuple, index: ApproximateIndex, seal: dict, kept: dict | None = None
     ) -> None:
-        """Store ``index`` of ``key`` for the table state ``fingerprint`` (``groups``: the table's
-        row groups then, to recognise appends later), replacing any index of ``key`` atomically.
+        """Store ``index`` of ``key`` for the table state ``fingerprint`` (``seal``: what recognises
+        an append later, tables.seal), replacing any index of ``key`` atomically.
         ``kept``: the manifest of the stored index this one extends (its files are linked, not
         written again; only the new delta is)."""
         import faiss
@@ -226,7 +226,7 @@ class IndexStore:
                 "duckdb": duckdb.__version__,
                 "faiss": faiss.__version__,
                 "fingerprint": _as_json(fingerprint),
-                "groups": _as_json(groups),
+                "seal": _as_json(seal),
                 "rows": index.rows,
                 "dim": index.dim,
                 "indexed": index.indexed,

@@ -1,6 +1,6 @@
 """What the search engine reads of a stored table through DuckDB, apart from the index itself:
-its fingerprint (row count and storage layout), its row groups and last rows (to recognise an
-append), the rows appended since an index was saved, and rows fetched by rowid. A table that
+its fingerprint (row count and storage layout), the seal that recognises an append later and the
+rows appended since an index was saved, and rows fetched by rowid. A table that
 cannot be read this way (a view, a registered frame) raises Fallback: the engine then searches
 the query's rows directly.
 """
@@ -24,8 +24,8 @@ from .scan import COUNT_ALIAS, HITS_RELATION, ROWID_ALIAS, TableScan, scalar
 BATCH_ROWS = 32768
 # DuckDB's memory limit while a whole table is read for the engine (see batches).
 SCAN_MEMORY = "1GiB"
-# Rows re-read at the end of an indexed table to recognise that rows were only appended since.
-TAIL_ROWS = 131_072
+# Rows, spread over an indexed table, read again to recognise a table made again (appended_rows).
+SEAL_ROWS = 256
 
 
 class Fallback(Exception):
@@ -81,44 +81,43 @@ def row_count(connection, scan: TableScan) -> int:
         raise Fallback(str(exc)) from exc
 
 
-def appended_rows(connection, scan, source_column: str, manifest: dict, max_rowid: int, fingerprint: tuple) -> str:
-    """The SQL of the rows appended to the table since the index of ``manifest`` was saved (its
-    last rowid ``max_rowid``); StaleIndex unless rows were only appended: the row groups the table
-    had are unchanged but the last (which appends fill), whose last rows read again are the same,
-    and there are as many rows after ``max_rowid`` as the table has more rows."""
-    groups, tail = manifest["groups"]
-    now = row_groups(connection, scan)
-    rows = fingerprint[-1]
-    if rows <= manifest["rows"] or len(now) < len(groups) or now[: len(groups) - 1] != groups[:-1]:
-        raise StaleIndex("not an append")
-    if tail_digest(connection, scan, source_column, max_rowid) != tail:
-        raise StaleIndex("the last rows changed")
-    sql = f"SELECT * FROM ({scan.query('index', connection, source_column)}) WHERE rowid > {int(max_rowid)}"
-    if scalar(connection, f"SELECT count(*) FROM ({sql})", []) != rows - manifest["rows"]:
-        raise StaleIndex("rows were removed as well")
-    return sql
-
-
-def row_groups(connection, scan: TableScan) -> list:
-    """A digest of each row group's storage (every column's segments and their statistics)."""
-    table = scan.node["from_table"]
-    parts = [table.get("catalog_name", ""), table.get("schema_name", ""), table.get("table_name", "")]
-    qualified = ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
-    found = connection.execute(
-        "SELECT row_group_id, hash(list(hash(column_name, column_path, segment_type, start, count, has_updates, "
-        "block_id, block_offset, stats) ORDER BY column_id, column_path, segment_id)) "
-        "FROM pragma_storage_info($1) GROUP BY row_group_id ORDER BY row_group_id",
-        [qualified],
-    ).fetchall()
-    return [[int(group), str(digest)] for group, digest in found]
-
-
-def tail_digest(connection, scan: TableScan, source_column: str, max_rowid: int) -> str:
-    """sha256 of the rowids and embeddings of the last TAIL_ROWS rowids up to ``max_rowid``."""
+def appended_rows(connection, scan, source_column: str, manifest: dict, fingerprint: tuple) -> str:
+    """The SQL of the rows appended to the table since the index of ``manifest`` was saved;
+    StaleIndex unless rows were only appended. DuckDB's rowids stay with their rows (a delete
+    leaves a gap, a checkpoint does not renumber), new rows take rowids above every earlier one,
+    and an UPDATE of a list or array column deletes the row and inserts it again under a new
+    rowid. So the table had only appends when it has exactly the indexed number of rows up to the
+    indexed last rowid, more after it, and the same rows at the sealed rowids (a table made
+    again). Checked on rowids and a sample, not on DuckDB's storage layout, which a checkpoint
+    reorganises (it merges the partial row groups separate appends leave)."""
+    seal = manifest["seal"]
+    last, rows = int(seal["last_rowid"]), fingerprint[-1]
     sql = scan.query("index", connection, source_column)
+    counts = connection.execute(
+        f"SELECT count(*) FILTER (WHERE rowid <= {last}), count(*) FILTER (WHERE rowid > {last}) FROM ({sql})"
+    ).fetchall()[0]
+    if counts[0] != manifest["rows"] or counts[1] != rows - manifest["rows"] or counts[1] <= 0:
+        raise StaleIndex("not only an append")
+    if sample_digest(connection, scan, source_column, seal["sample"]) != seal["digest"]:
+        raise StaleIndex("the sealed rows changed")
+    return f"SELECT * FROM ({sql}) WHERE rowid > {last}"
+
+
+def seal(connection, scan: TableScan, source_column: str) -> dict:
+    """What appended_rows checks later: the table's last rowid and a digest of SEAL_ROWS rows at
+    rowids spread up to it."""
+    sql = scan.query("index", connection, source_column)
+    last = scalar(connection, f"SELECT coalesce(max(rowid), -1) FROM ({sql})", [])
+    sample = sorted({int(r) for r in np.linspace(0, max(last, 0), SEAL_ROWS).astype(np.int64)})
+    return {"last_rowid": int(last), "sample": sample, "digest": sample_digest(connection, scan, source_column, sample)}
+
+
+def sample_digest(connection, scan: TableScan, source_column: str, rowids: list[int]) -> str:
+    """sha256 of the rowids and embeddings of the rows at ``rowids`` (those that exist)."""
+    sql = scan.query("index", connection, source_column)
+    wanted = ", ".join(str(int(r)) for r in rowids) or "-1"
     hasher = hashlib.sha256()
-    low, high = int(max_rowid) - TAIL_ROWS, int(max_rowid)
-    with batches(connection, f"SELECT * FROM ({sql}) WHERE rowid > {low} AND rowid <= {high} ORDER BY rowid") as reader:
+    with batches(connection, f"SELECT * FROM ({sql}) WHERE rowid IN ({wanted}) ORDER BY rowid") as reader:
         for batch in reader:
             hasher.update(batch.column(0).to_numpy().astype(np.int64).tobytes())
             values = batch.column(1)
