@@ -129,9 +129,13 @@ def test_approximate_scores_are_the_exact_cosines_of_the_rows_found(session, vec
 
 
 @pytest.mark.parametrize("share", [5000, 1000, 100, 10, 1])  # 50%, 10%, 1%, 0.1%, 0.01% of the rows
-def test_a_where_clause_gets_top_k_matching_rows_at_any_selectivity(session, vectors, share):
+def test_a_where_clause_gets_top_k_matching_rows_at_any_selectivity(session, vectors, share, monkeypatch):
+    # A narrow selection is scored exactly; this table is small, so "narrow" is made smaller too
+    # (the wider selections here take the index's filtered path).
+    monkeypatch.setattr(engine, "NARROW_SELECTION", 300)
     query = clustered(1, seed=11)[0]
     ranking = searched(session, query, where=f"share < {share}")
+    assert ranking.method == ("approximate" if share >= 100 else "index"), ranking.exact_because
     ids = found_ids(ranking)
     matching = (np.arange(ROWS) % 10_000) < share
     assert len(ids) == min(10, int(matching.sum()))
@@ -360,3 +364,15 @@ def test_a_table_made_by_many_appends_still_takes_the_next_append_without_a_rebu
         session.write_table("t", _as_table(clustered(500, seed=34), first_id=3 * 131_072), "append")
         engine.clear(engine.Source.of(session))
         assert searched(session, query, recall=1).index_from == "appended"
+
+
+def test_rows_without_an_embedding_after_the_last_indexed_one_do_not_upset_a_filtered_search(
+    session, vectors, monkeypatch
+):
+    monkeypatch.setattr(engine, "NARROW_SELECTION", 300)
+    session.execute(f"INSERT INTO t SELECT id + {ROWS}, share, NULL FROM t WHERE id < 100")
+    query = clustered(1, seed=40)[0]
+    ranking = searched(session, query, where="share < 5000")
+    assert ranking.method == "approximate", ranking.exact_because
+    matching = (np.arange(ROWS) % 10_000) < 5000
+    assert len(exact_ids(vectors, query, 10, keep=matching) & set(found_ids(ranking))) >= 7

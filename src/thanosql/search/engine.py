@@ -403,9 +403,9 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
                     rowids = run(connection, scan.query("mask", connection)).column(0).to_numpy().astype(np.int64)
                     if len(rowids) <= max(NARROW_SELECTION, 4 * top_k):
                         return "the WHERE keeps few enough rows to score them all"
-                    if rowids.max() > index.max_rowid:
-                        raise StaleIndex("rows outside the index")
-                    allowed = np.zeros(index.max_rowid + 1, dtype=bool)
+                    # Kept rows after the index's last rowid have no usable embedding (the
+                    # table is the one the index was made for): never candidates, and no harm.
+                    allowed = np.zeros(max(index.max_rowid, int(rowids.max())) + 1, dtype=bool)
                     allowed[rowids] = True
                 unit = query / np.linalg.norm(query)
                 candidates = np.sort(index.candidates(unit, top_k, setting, allowed))
