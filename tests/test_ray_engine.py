@@ -159,10 +159,11 @@ def test_the_engine_setting_comes_from_thanosql_engine(workspace, monkeypatch):
 
 
 def test_config_thanosqlmagic_engine_sets_the_sessions_engine_and_refuses_others(workspace, monkeypatch, caplog):
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
     from IPython.testing.globalipapp import start_ipython
 
     monkeypatch.setenv("THANOSQL_WORKSPACE", str(workspace))
-    ip = start_ipython()
+    ip = start_ipython() or TerminalInteractiveShell.instance()  # None when another test started it
     ip.run_line_magic("load_ext", "thanosql")
     magic = ip.magics_manager.registry["ThanoSQLMagic"]
     magic._session = None

@@ -29,6 +29,7 @@ the command line, scripts) and threads, so a Session holds nothing open between 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import threading
@@ -517,6 +518,11 @@ class Session:
 
     def close(self) -> None:
         self.database.close()
+        # An exception caught on the way (no index in the workspace yet, a stale one) keeps its
+        # frames, and so a DuckDB connection, in a reference cycle until the garbage collector
+        # runs; collected here, so that nothing of DuckDB outlives the session (a process ending
+        # right after would print DuckDB's binding-leak report, at random).
+        gc.collect()
 
     def __enter__(self) -> Session:
         return self
