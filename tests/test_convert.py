@@ -3,14 +3,19 @@ and open_clip's own pipeline as the reference for what the embedding column must
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from thanosql import DatasetError, ModelError, PlanError
-from tiny_clip import make_images, reference_image_embeddings, reference_text_embeddings, save_tiny_checkpoint
+from tiny_clip import (
+    captioned_pictures,
+    make_images,
+    reference_image_embeddings,
+    reference_text_embeddings,
+    save_tiny_checkpoint,
+    upload_tiny,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +26,8 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture
 def tiny(session, checkpoint):
     """Session with model 'tiny' uploaded and table pics(image_path, caption) of 12 images."""
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
-    make_images(session.workspace / "pics", 12, seed=3)
-    session.execute(
-        "CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
-        "i AS n FROM range(12) r(i)"
-    )
+    upload_tiny(session, checkpoint)
+    captioned_pictures(session)
     return session
 
 

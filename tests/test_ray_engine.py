@@ -5,7 +5,6 @@ bad images, paths the workers cannot read and a missing Ray give clear errors.""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 
 import thanosql
 from thanosql import DatasetError, ThanoSQLError
-from tiny_clip import make_images, save_tiny_checkpoint
+from tiny_clip import captioned_pictures, save_tiny_checkpoint, upload_tiny
 
 ray = pytest.importorskip("ray")
 
@@ -55,14 +54,8 @@ def tiny(session, checkpoint, cluster, monkeypatch):
     """Session with model 'tiny' uploaded and table pics(image_path, caption, n) of 12 images;
     CONVERT on Ray uses one actor (starting a second one costs seconds on 2 cores)."""
     monkeypatch.setenv("THANOSQL_RAY_ACTORS", "1")
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
-    make_images(session.workspace / "pics", 12, seed=3)
-    session.execute(
-        "CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
-        "i AS n FROM range(12) r(i)"
-    )
+    upload_tiny(session, checkpoint)
+    captioned_pictures(session)
     session.configure(reuse_bytes=0)  # every CONVERT embeds every image
     return session
 

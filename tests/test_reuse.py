@@ -19,7 +19,7 @@ import pytest
 
 import thanosql
 from thanosql.reuse import FOLDER
-from tiny_clip import make_images, save_tiny_checkpoint
+from tiny_clip import make_images, save_tiny_checkpoint, upload_tiny
 
 # What two batch sizes of one CONVERT differ by (tests/test_clip.py compares them the same way).
 SAME_RUN = 1e-6
@@ -31,12 +31,6 @@ def checkpoints(tmp_path_factory):
     return [save_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny{seed}"), seed=seed) for seed in (1, 2)]
 
 
-def upload(session, checkpoint, overwrite=False):
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute(f"UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json', overwrite={overwrite}) FROM 'tiny.pt'")
-
-
 def pictures(session, count):
     make_images(session.workspace / "pics", count, seed=3)
     session.execute(
@@ -46,7 +40,7 @@ def pictures(session, count):
 
 @pytest.fixture
 def tiny(session, checkpoints):
-    upload(session, checkpoints[0])
+    upload_tiny(session, checkpoints[0])
     pictures(session, 8)
     return session
 
@@ -122,7 +116,7 @@ def test_kept_embeddings_survive_a_restart(tiny, notices):
 
 def test_a_model_overwritten_with_new_weights_reuses_nothing_and_drops_the_old_ones(tiny, notices, checkpoints):
     old = embeddings(tiny.execute(CONVERT))
-    upload(tiny, checkpoints[1], overwrite=True)
+    upload_tiny(tiny, checkpoints[1], overwrite=True)
     count = len(reused(notices))
     new = embeddings(tiny.execute(CONVERT))
     assert len(reused(notices)) == count  # nothing reused
@@ -140,7 +134,7 @@ def test_delete_model_drops_its_kept_embeddings(tiny):
 
 def test_kept_embeddings_stay_within_their_bound_oldest_first(workspace, checkpoints):
     with thanosql.connect(workspace, offline=True, progress=False, notify=lambda _: None) as session:
-        upload(session, checkpoints[0])
+        upload_tiny(session, checkpoints[0])
         pictures(session, 8)
         session.execute(CONVERT)
         shard = next((workspace / FOLDER / "tiny").glob("*.npz"))

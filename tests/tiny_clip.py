@@ -56,6 +56,22 @@ def make_images(folder: Path, count: int, *, size=(48, 40), seed: int = 0, kind:
     return paths
 
 
+def upload_tiny(session, checkpoint: Path, overwrite: bool = False) -> None:
+    """UPLOAD MODEL tiny from ``checkpoint`` (save_tiny_checkpoint's) into ``session``'s workspace."""
+    shutil.copy(checkpoint, session.workspace / "tiny.pt")
+    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
+    session.execute(f"UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json', overwrite={overwrite}) FROM 'tiny.pt'")
+
+
+def captioned_pictures(session, count: int = 12) -> None:
+    """Table pics(image_path, caption, n) of ``count`` generated pictures in ``session``'s workspace."""
+    make_images(session.workspace / "pics", count, seed=3)
+    session.execute(
+        "CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
+        f"i AS n FROM range({count}) r(i)"
+    )
+
+
 def reference_pipeline(checkpoint: Path, arch_name: str = "thanosql_test_reference"):
     """open_clip's own loading path for the same checkpoint: register the config, then
     ``create_model_and_transforms(name, pretrained=checkpoint)`` and ``get_tokenizer(name)``."""

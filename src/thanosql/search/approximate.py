@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ..errors import PlanError
 from .exact import to_matrix
 
 # The default promise above the exact line (engine.py).
@@ -211,13 +212,11 @@ class _Added:
     max_rowid: int = -1
 
 
-def _unit_rows(batch: pa.RecordBatch, name: str, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _unit_rows(batch: pa.RecordBatch | pa.Table, name: str, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(rowids, unit vectors) of a batch's rows with a usable embedding (finite, not zero)."""
     matrix, present = to_matrix(batch.column(1), name)
     rowids = batch.column(0).to_numpy().astype(np.int64)
     if dim is not None and matrix.shape[1] not in (0, dim):
-        from ..errors import PlanError
-
         raise PlanError(
             f"column '{name}' holds embeddings of different lengths: {dim} and {matrix.shape[1]} values",
             hint="every embedding of a column must come from the same model",
@@ -276,7 +275,7 @@ def build_approximate(
     ``on_progress(rows_read)`` is called as batches are added."""
     import faiss
 
-    sample_rowids, sample_vectors = _unit_rows(sample.to_batches()[0] if sample.num_rows else sample, name, None)
+    sample_rowids, sample_vectors = _unit_rows(sample, name, None)
     if len(sample_rowids) == 0:
         raise ValueError("no usable embeddings")
     dim = sample_vectors.shape[1]

@@ -7,7 +7,6 @@ token and path), never a session.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from .codes import quantise
 from .exact import check_dimension, exact_scores, rank, to_matrix
 from .index import CompactIndex, StaleIndex, build_index
 from .scan import TableScan, recognise_scan
-from .stored import IndexKey, IndexStore, UnusableIndex
+from .stored import IndexKey, IndexStore, UnusableIndex, as_json
 from .tables import (
     Fallback,
     appended_rows,
@@ -137,12 +136,15 @@ def search(
         scan = _scan_of(source, sql)
         if scan is not None:
             try:
+                rows = _table_rows(source, scan)
                 if recall is None or recall < 1:
-                    found = _search_approximate(source, scan, sql, column, query, top_k, keep_input_order, span, recall)
+                    found = _search_approximate(
+                        source, scan, column, query, top_k, keep_input_order, span, recall, rows
+                    )
                     if isinstance(found, Ranking):
                         return found
                     because = found
-                if _over_budget(source, scan, len(query)):
+                if _over_budget(source, rows, len(query)):
                     ranking = _search_streaming(source, scan, sql, column, query, top_k, keep_input_order, span)
                 else:
                     ranking = _search_indexed(source, scan, column, query, top_k, keep_input_order, span)
@@ -257,14 +259,15 @@ def _stored_or_built(source: Source, connection, scan: TableScan, column: str, f
         if not rebuild:
             try:
                 index, manifest = store.load(key, None)
-                if manifest["fingerprint"] != _as_plain(fingerprint):
+                current = manifest["fingerprint"] == as_json(fingerprint)
+                if not current:
                     new_rows = appended_rows(connection, scan, source_column, manifest, fingerprint)
                     index = index.with_rows(
                         _read_index_of(connection, new_rows, fingerprint[-1] - len(index), source_column)
                     )
                 spread = np.unique(np.linspace(0, len(index) - 1, STALE_CHECK_ROWS).astype(np.int64))
                 _check_still_matches(index, _fetch(connection, scan, index, spread).column(column), spread, column)
-                if manifest["fingerprint"] == _as_plain(fingerprint):
+                if current:
                     return index, "workspace"
                 _save_exact(connection, store, key, scan, source_column, fingerprint, index)
                 return index, "appended"
@@ -376,21 +379,21 @@ def clear(source: Source) -> None:
     Source.of(source).indexes.clear()
 
 
-def _search_approximate(source: Source, scan: TableScan, sql, column, query, top_k, keep_input_order, span, recall):
+def _search_approximate(source: Source, scan: TableScan, column, query, top_k, keep_input_order, span, recall, rows):
     """The approximate answer (a Ranking), or why the search runs exactly instead (a str, '' when
-    the default chose exact). See approximate.py for the index and its calibration."""
+    the default chose exact); ``rows``: the table's row count. See approximate.py for the index
+    and its calibration."""
+    if recall is None:
+        if rows * len(query) < EXACT_LINE:
+            return ""
+        recall = approx.DEFAULT_RECALL
+    if approx.calibrated_k(top_k) is None:
+        return f"top_k={top_k} is above the {approx.CALIBRATED_K[-1]} rows approximate search is calibrated for"
+    if rows < 4 * approx.CALIBRATED_K[-1]:
+        return f"the table has only {rows} rows"
     with source.connect() as connection:
         source.database.checkpoint(connection)
         token = source.database.change_token()
-        rows = _rows_now(source, connection, scan, token)
-        if recall is None:
-            if rows * len(query) < EXACT_LINE:
-                return ""
-            recall = approx.DEFAULT_RECALL
-        if approx.calibrated_k(top_k) is None:
-            return f"top_k={top_k} is above the {approx.CALIBRATED_K[-1]} rows approximate search is calibrated for"
-        if rows < 4 * approx.CALIBRATED_K[-1]:
-            return f"the table has only {rows} rows"
         for attempt in range(2):
             try:
                 index, origin = _cached_approximate(source, connection, scan, column, token, attempt > 0)
@@ -429,15 +432,17 @@ def _search_approximate(source: Source, scan: TableScan, sql, column, query, top
     raise Fallback("the table changes under the index")
 
 
-def _rows_now(source: Source, connection, scan: TableScan, token) -> int:
-    """The scan's table's row count, remembered while the database's change token stays."""
-    if token is None:
-        return row_count(connection, scan)
+def _table_rows(source: Source, scan: TableScan) -> int:
+    """The scan's table's row count, remembered while the database's change token stays (a
+    count per search would be one more DuckDB round trip on the exact path's hot path)."""
+    token = source.database.change_token()
     key = ("rows", scan.key, token)
-    found = source.scans.get(key)
+    found = source.scans.get(key) if token is not None else None
     if found is None:
-        found = row_count(connection, scan)
-        source.scans.put(key, found)
+        with source.connect() as connection:
+            found = row_count(connection, scan)
+        if token is not None:
+            source.scans.put(key, found)
     return found
 
 
@@ -478,7 +483,7 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
             if not rebuild:
                 try:
                     index, manifest = store.load_approximate(store_key, None)
-                    if manifest["fingerprint"] == _as_plain(fingerprint):
+                    if manifest["fingerprint"] == as_json(fingerprint):
                         origin = "workspace"
                     else:
                         index = _appended(connection, scan, source_column, index, manifest, fingerprint)
@@ -498,10 +503,6 @@ def _cached_approximate(source: Source, connection, scan: TableScan, column: str
                         pass
             cache.put(key, CachedIndex(index, token, fingerprint))
             return index, origin
-
-
-def _as_plain(value):
-    return json.loads(json.dumps(value))
 
 
 def _save_approximate(connection, store, key, scan, source_column, fingerprint, index, kept) -> None:
@@ -550,12 +551,10 @@ def _advance(bar):
     return advance
 
 
-def _over_budget(source: Source, scan: TableScan, dim: int) -> bool:
-    """Whether the exact index of the scan's table would not fit the memory budget (the index
+def _over_budget(source: Source, rows: int, dim: int) -> bool:
+    """Whether the exact index of a table of ``rows`` would not fit the memory budget (the index
     cache's, the ``search_memory`` setting): two int8 levels and 24 bytes per row, and the first
     level once more when it is packed for fbgemm."""
-    with source.connect() as connection:
-        rows = row_count(connection, scan)
     return rows * (3 * dim + 24) > source.indexes.max_bytes
 
 

@@ -99,17 +99,7 @@ class IndexStore:
         folder = self.folders.root / key.folder_name
         with self.folders.reading():
             manifest = _read_manifest(folder)
-            expected = {
-                "format": FORMAT_VERSION,
-                "table": _as_json(key.table),
-                "column": key.column,
-                "duckdb": duckdb.__version__,
-            }
-            if fingerprint is not None:
-                expected["fingerprint"] = _as_json(fingerprint)
-            for field, value in expected.items():
-                if manifest.get(field) != value:
-                    raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
+            _check_header(manifest, _header(key, FORMAT_VERSION, fingerprint))
             arrays = {name: _read_array(folder, name, manifest) for name in ARRAYS}
         rows, dim = manifest.get("rows"), manifest.get("dim")
         for name, array in arrays.items():
@@ -142,12 +132,8 @@ class IndexStore:
                     "sha256": _digest(path),
                 }
             manifest = {
-                "format": FORMAT_VERSION,
-                "table": _as_json(key.table),
-                "column": key.column,
-                "duckdb": duckdb.__version__,
-                "fingerprint": _as_json(fingerprint),
-                "seal": _as_json(seal),
+                **_header(key, FORMAT_VERSION, fingerprint),
+                "seal": as_json(seal),
                 "rows": len(index),
                 "dim": index.dim,
                 "arrays": described,
@@ -165,18 +151,7 @@ class IndexStore:
         folder = self.folders.root / key.folder_name
         with self.folders.reading():
             manifest = _read_manifest(folder)
-            expected = {
-                "format": APPROXIMATE_FORMAT,
-                "table": _as_json(key.table),
-                "column": key.column,
-                "duckdb": duckdb.__version__,
-                "faiss": faiss.__version__,
-            }
-            if fingerprint is not None:
-                expected["fingerprint"] = _as_json(fingerprint)
-            for field, value in expected.items():
-                if manifest.get(field) != value:
-                    raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
+            _check_header(manifest, _header(key, APPROXIMATE_FORMAT, fingerprint) | {"faiss": faiss.__version__})
             indexes = []
             for name in manifest["arrays"]:
                 path = _checked_file(folder, name, manifest["arrays"][name])
@@ -220,13 +195,9 @@ class IndexStore:
                 faiss.write_index(part, str(path))
                 described[file_name] = {"dtype": "faiss", "bytes": path.stat().st_size, "sha256": _digest(path)}
             manifest = {
-                "format": APPROXIMATE_FORMAT,
-                "table": _as_json(key.table),
-                "column": key.column,
-                "duckdb": duckdb.__version__,
+                **_header(key, APPROXIMATE_FORMAT, fingerprint),
                 "faiss": faiss.__version__,
-                "fingerprint": _as_json(fingerprint),
-                "seal": _as_json(seal),
+                "seal": as_json(seal),
                 "rows": index.rows,
                 "dim": index.dim,
                 "indexed": index.indexed,
@@ -255,9 +226,30 @@ class IndexStore:
         return self.folders.recover()
 
 
-def _as_json(value):
+def as_json(value):
     """``value`` as JSON gives it back (tuples become lists), to compare with a manifest."""
     return json.loads(json.dumps(value))
+
+
+def _header(key: IndexKey, format_version: int, fingerprint: tuple | None) -> dict:
+    """What a manifest says of the index it describes: its format, table, column, DuckDB version
+    and table state (``fingerprint``; left out when None, to accept any state on load)."""
+    header = {
+        "format": format_version,
+        "table": as_json(key.table),
+        "column": key.column,
+        "duckdb": duckdb.__version__,
+    }
+    if fingerprint is not None:
+        header["fingerprint"] = as_json(fingerprint)
+    return header
+
+
+def _check_header(manifest: dict, expected: dict) -> None:
+    """UnusableIndex naming the first field of ``expected`` the manifest does not match."""
+    for field, value in expected.items():
+        if manifest.get(field) != value:
+            raise UnusableIndex(f"{field} is {manifest.get(field)!r}, not {value!r}")
 
 
 def _read_manifest(folder: Path) -> dict:
