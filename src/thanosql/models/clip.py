@@ -3,7 +3,7 @@ store weights, and the ClipAdapter that embeds images and texts.
 
 A CLIP model folder of the store (``thanosql-model/<name>/``) holds:
   weights.pt         the open_clip model's ``state_dict()`` (torch.save), loadable with
-                     ``open_clip.load_checkpoint``
+                     ``open_clip.load_checkpoint``; read back memory-mapped (mapped.py)
   model_config.json  optional: the open_clip config dict ``{embed_dim, vision_cfg, text_cfg,
                      quick_gelu, ...}``; without it ``arch`` must be a config open_clip ships
   model.json         family='clip', arch=<config name>, embedding_dim=<embed_dim>, options:
@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import ModelError, Span, choices_hint
 from .base import ModelAdapter
 from .images import autocast, embed_image_batches
+from .mapped import load_mapped, without_random_init
 from .store import ModelInfo, ModelStore
 from .weights import is_torchscript
 
@@ -88,6 +89,7 @@ def build_open_clip(
     device: str = "cpu",
     *,
     checkpoint: str | os.PathLike | None = None,
+    mapped: bool = False,
     preprocess_cfg: dict | None = None,
 ):
     """An open_clip model in eval mode with its inference preprocessing and tokenizer.
@@ -98,15 +100,17 @@ def build_open_clip(
 
     ``config``: an open_clip config dict (for architectures open_clip does not ship; ``arch`` is
     then only its name). ``checkpoint``: weights to load (strictly: they must fit). Without one the
-    weights are random. ``preprocess_cfg``: overrides of open_clip's preprocess cfg (mean, std,
-    interpolation, resize_mode, ...), e.g. those a weight tag was trained with.
+    weights are random. ``mapped``: the checkpoint is a store's own weights file (this very
+    architecture's state_dict), so the model is built without its random initialisation and
+    given the file's tensors memory-mapped (mapped.py). ``preprocess_cfg``: overrides of
+    open_clip's preprocess cfg (mean, std, interpolation, resize_mode, ...), e.g. those a weight tag was trained with.
     """
     open_clip = import_open_clip()
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     name = _registered_name(arch, model_config(arch, config))
     try:
-        with _quiet_logging():
+        with _quiet_logging(), without_random_init() if mapped and checkpoint is not None else nullcontext():
             model = open_clip.create_model(
                 name,
                 device="cpu",
@@ -123,7 +127,7 @@ def build_open_clip(
             "configs that name Hugging Face towers need those files on this machine",
         ) from exc
     if checkpoint is not None:
-        load_weights(model, checkpoint, arch=arch)
+        load_weights(model, checkpoint, arch=arch, mapped=mapped)
     model = model.to(device).eval()
     preprocess = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=False)
     return model, preprocess, tokenizer
@@ -162,19 +166,22 @@ def _quiet_logging():
         logging.disable(previous)
 
 
-def load_weights(model, checkpoint: str | os.PathLike, *, arch: str = "") -> None:
+def load_weights(model, checkpoint: str | os.PathLike, *, arch: str = "", mapped: bool = False) -> None:
     """Load an open_clip checkpoint into ``model`` (strict: every weight must fit).
 
     >>> load_weights(model, "weights.pt", arch="ViT-B-32")  # doctest: +SKIP
 
     Accepts what open_clip accepts (a state_dict, a training checkpoint with 'state_dict',
     .safetensors) and OpenAI's TorchScript archives. Raises ModelError naming the file when it is
-    not a checkpoint of this architecture.
+    not a checkpoint of this architecture. ``mapped``: a store's own weights file, whose tensors
+    the model takes memory-mapped (mapped.py).
     """
     open_clip = import_open_clip()
     path = str(checkpoint)
     try:
-        if is_torchscript(path):
+        if mapped:
+            load_mapped(model, path)
+        elif is_torchscript(path):
             _load_torchscript(model, path)
         else:
             open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
@@ -388,6 +395,7 @@ def read_clip_model(info: ModelInfo, device: str = "cpu"):
         config,
         device,
         checkpoint=weights,
+        mapped=True,
         preprocess_cfg=info.options.get("preprocess") or None,
     )
     return model, preprocess, tokenizer, config if config is not None else model_config(info.arch)
