@@ -108,7 +108,9 @@ def embed_on_ray(session, adapter, kind: str, inputs: list, options: dict, actor
     )
     try:
         with _quiet_ray_data(ray):
-            dataset = ray.data.from_arrow(blocks).map_batches(
+            # from_blocks keeps one block per batch and reads their sizes here; from_arrow would
+            # run a Ray task per block for that.
+            dataset = ray.data.from_blocks(blocks).map_batches(
                 Embedder,
                 fn_constructor_args=(
                     str(session.model_dir),
