@@ -20,7 +20,8 @@ from .options import ENGINES
 INSTALL_COMMAND = "pip install 'thanosql[ray]'"
 
 # Most CPU actors of one CONVERT get this many cores each: an encoder's threads scale well that
-# far, and each actor holds a copy of the model.
+# far, and each actor holds its own packed copy of the image tower (the weights file's pages are
+# shared: models/mapped.py).
 MOST_THREADS_PER_ACTOR = 4
 # CPU actors aimed at on a large cluster: fewer, larger actors past it (fewer copies of the model).
 ACTORS_AIMED_AT = 8
