@@ -103,7 +103,8 @@ def build_open_clip(
     weights are random. ``mapped``: the checkpoint is a store's own weights file (this very
     architecture's state_dict), so the model is built without its random initialisation and
     given the file's tensors memory-mapped (mapped.py). ``preprocess_cfg``: overrides of
-    open_clip's preprocess cfg (mean, std, interpolation, resize_mode, ...), e.g. those a weight tag was trained with.
+    open_clip's preprocess cfg (mean, std, interpolation, resize_mode, ...), e.g. those a weight
+    tag was trained with.
     """
     open_clip = import_open_clip()
     from open_clip.transform import PreprocessCfg, image_transform_v2
