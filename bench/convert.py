@@ -314,7 +314,6 @@ def ray_comparison(root: Path, count: int, batch_size: int, repeats: int) -> Non
                 answers[name], took = ours(session, "vit_b_32", "small", batch_size)
                 seconds[name].append(took)
                 print(f"  round {round_number + 1}: {name}: {took:.1f} s ({count / took:.1f} img/s)", flush=True)
-        session.close()
         # The re-run after 2% more rows, on Ray, in a session that keeps embeddings (reuse.py).
         first_run, again, added = incremental(root, count, batch_size, engine="ray")
     finally:

@@ -4,7 +4,6 @@ decoding, worker processes, batching, failures, and the store layout a CLIP mode
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from thanosql import ModelError
 from thanosql.models import load_adapter, resolve_device
 from thanosql.models.base import ModelAdapter
 from thanosql.models.images import DRAFT_MARGIN, ImageReadError, open_image
-from tiny_clip import make_images, reference_image_embeddings, save_tiny_checkpoint
+from tiny_clip import make_images, reference_image_embeddings, save_tiny_checkpoint, upload_tiny
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +22,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def adapter(session, checkpoint):
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
+    upload_tiny(session, checkpoint)
     return session.model("tiny")
 
 

@@ -68,17 +68,14 @@ def test_a_tower_without_transformer_blocks_is_left_to_open_clip():
 
 
 def test_convert_embeds_with_the_packed_tower_and_equals_the_unpacked_one(session, tmp_path):
-    import shutil
 
     from thanosql.models import onednn
-    from tiny_clip import make_images, save_tiny_checkpoint
+    from tiny_clip import make_images, save_tiny_checkpoint, upload_tiny
 
     if not onednn._packing_works():
         pytest.skip("this torch has no oneDNN packed linear layers")
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny", seed=2)
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
+    upload_tiny(session, checkpoint)
     make_images(session.workspace / "pics", 9, seed=4)
     session.execute("CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path FROM range(9) r(i)")
     adapter = session.model("tiny")

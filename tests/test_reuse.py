@@ -19,7 +19,7 @@ import pytest
 
 import thanosql
 from thanosql.reuse import FOLDER
-from tiny_clip import make_images, save_tiny_checkpoint, upload_tiny
+from tiny_clip import captioned_pictures, save_tiny_checkpoint, upload_tiny
 
 # What two batch sizes of one CONVERT differ by (tests/test_clip.py compares them the same way).
 SAME_RUN = 1e-6
@@ -31,17 +31,10 @@ def checkpoints(tmp_path_factory):
     return [save_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny{seed}"), seed=seed) for seed in (1, 2)]
 
 
-def pictures(session, count):
-    make_images(session.workspace / "pics", count, seed=3)
-    session.execute(
-        f"CREATE OR REPLACE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, i AS n FROM range({count}) r(i)"
-    )
-
-
 @pytest.fixture
 def tiny(session, checkpoints):
     upload_tiny(session, checkpoints[0])
-    pictures(session, 8)
+    captioned_pictures(session, 8)
     return session
 
 
@@ -74,12 +67,12 @@ def test_a_second_convert_reuses_every_image_and_answers_as_a_fresh_run(tiny, no
 
 def test_after_an_append_only_the_new_images_are_embedded(tiny, notices):
     tiny.execute(CONVERT)
-    pictures(tiny, 12)  # the first 8 files are rewritten with the same pixels: new times, embedded again
+    captioned_pictures(tiny, 12)  # the first 8 files are rewritten with the same pixels: new times, embedded again
     tiny.execute(CONVERT)
     make_more = tiny.workspace / "pics"
     for index in range(12, 15):
         shutil.copy(make_more / f"{index - 12}.jpg", make_more / f"{index}.jpg")
-    tiny.execute("INSERT INTO pics SELECT 'pics/' || i || '.jpg', i FROM range(12, 15) r(i)")
+    tiny.execute("INSERT INTO pics (image_path, n) SELECT 'pics/' || i || '.jpg', i FROM range(12, 15) r(i)")
     after = embeddings(tiny.execute(CONVERT))
     assert reused(notices)[-1].startswith("CONVERT reused the embeddings of 12 of 15 images")
     assert reused(notices)[-1].endswith("and embedded 3")
@@ -135,10 +128,10 @@ def test_delete_model_drops_its_kept_embeddings(tiny):
 def test_kept_embeddings_stay_within_their_bound_oldest_first(workspace, checkpoints):
     with thanosql.connect(workspace, offline=True, progress=False, notify=lambda _: None) as session:
         upload_tiny(session, checkpoints[0])
-        pictures(session, 8)
+        captioned_pictures(session, 8)
         session.execute(CONVERT)
         shard = next((workspace / FOLDER / "tiny").glob("*.npz"))
-        pictures(session, 8)  # rewritten: new times, a second shard
+        captioned_pictures(session, 8)  # rewritten: new times, a second shard
     with thanosql.connect(
         workspace, offline=True, progress=False, reuse_bytes=int(shard.stat().st_size * 1.5), notify=lambda _: None
     ) as bounded:

@@ -8,7 +8,6 @@ files only, each bounded in count and time.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -363,12 +362,10 @@ def test_other_processes_run_and_see_each_others_writes_while_one_trains(session
 
 
 def test_four_threads_convert_and_search_with_one_model_as_one_thread_would(session, tmp_path):
-    from tiny_clip import make_images, save_tiny_checkpoint
+    from tiny_clip import make_images, save_tiny_checkpoint, upload_tiny
 
     checkpoint = save_tiny_checkpoint(tmp_path, seed=7)
-    shutil.copy(checkpoint, session.workspace / "tiny.pt")
-    shutil.copy(checkpoint.parent / "tiny_clip.json", session.workspace / "tiny_clip.json")
-    session.execute("UPLOAD MODEL tiny OPTIONS (model_config='tiny_clip.json') FROM 'tiny.pt'")
+    upload_tiny(session, checkpoint)
     make_images(session.workspace / "pics", 8, seed=2)
     session.execute("CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path FROM range(8) r(i)")
     convert = "CONVERT USING tiny OPTIONS (batch_size=4) AS SELECT * FROM pics WHERE {k} >= 0"

@@ -64,10 +64,11 @@ def upload_tiny(session, checkpoint: Path, overwrite: bool = False) -> None:
 
 
 def captioned_pictures(session, count: int = 12) -> None:
-    """Table pics(image_path, caption, n) of ``count`` generated pictures in ``session``'s workspace."""
+    """Table pics(image_path, caption, n) of ``count`` generated pictures in ``session``'s workspace
+    (made again, its files rewritten, when it is there)."""
     make_images(session.workspace / "pics", count, seed=3)
     session.execute(
-        "CREATE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
+        "CREATE OR REPLACE TABLE pics AS SELECT 'pics/' || i || '.jpg' AS image_path, 'a picture number ' || i AS caption, "
         f"i AS n FROM range({count}) r(i)"
     )
 

@@ -9,9 +9,10 @@ A plain load fills every parameter with random numbers, reads the file into new 
 copies it into the parameters: it writes the model's size in fresh pages three times. Here the
 parameters are never written (their memory is never touched, and freed when replaced) and the
 weights are the file's pages in the page cache, shared by every process that maps the same file:
-the Ray actors of one CONVERT on a node, a notebook and its decoding workers. Loading a stored
-ViT-B-32 on one thread of the 2-core machine took 3 to 5 s before (7 s each for two processes at
-once, as two Ray actors do) and about 0.25 s after (2026-12-03).
+the Ray actors of one CONVERT on a node, and the notebooks of one machine that use the model. Loading a stored
+ViT-B-32 on one thread of the 2-core machine, its modules imported, took 1.2 s in one run and
+4.9 s in another before (7.1 and 7.2 s for two processes at once, as two Ray actors do), and 0.22
+to 0.29 s after (2026-12-03).
 
 Only the store's own files are read so: each is the ``state_dict()`` of the very architecture it
 is loaded into (strict: a missing or unexpected weight fails), so every parameter is replaced.
